@@ -1,0 +1,115 @@
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+
+/** The SQL surface the store needs; implemented by PostgreSQL (pg) and PGlite alike. */
+export interface SqlExecutor {
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
+}
+
+export interface Database extends SqlExecutor {
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs fn in one transaction: committed if fn resolves, rolled back if it throws. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+// Keep timestamps and big integers as strings: the store formats them itself.
+pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, (v) => v);
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
+
+class PostgresDatabase implements Database {
+  readonly kind = 'postgres' as const;
+  constructor(private readonly pool: pg.Pool) {}
+
+  async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+    const result = await this.pool.query(sql, params);
+    return result.rows as R[];
+  }
+
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const tx: SqlExecutor = {
+        query: async <R>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as R[],
+      };
+      const result = await fn(tx);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.pool.query(sql);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/**
+ * PGlite is a single connection: transactions are serialised through one queue so that
+ * concurrent HTTP requests never interleave statements inside another request's transaction.
+ */
+class PgliteDatabase implements Database {
+  readonly kind = 'pglite' as const;
+  private queue: Promise<unknown> = Promise.resolve();
+  constructor(private readonly db: PGlite) {}
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+    return this.serialize(async () => (await this.db.query<R>(sql, params)).rows);
+  }
+
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.serialize(() =>
+      this.db.transaction(async (inner) => {
+        const tx: SqlExecutor = {
+          query: async <R>(sql: string, params: unknown[] = []) => (await inner.query<R>(sql, params)).rows,
+        };
+        return fn(tx);
+      }),
+    );
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.serialize(() => this.db.exec(sql));
+  }
+
+  async close(): Promise<void> {
+    await this.serialize(() => this.db.close());
+  }
+}
+
+export interface DatabaseOptions {
+  /** postgres://… selects PostgreSQL; otherwise PGlite stores its files in dataDir. */
+  databaseUrl?: string;
+  dataDir?: string;
+  poolSize?: number;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+    // Fail at start, with the URL's host in the message, rather than on the first request.
+    const client = await pool.connect();
+    client.release();
+    return new PostgresDatabase(pool);
+  }
+  // No dataDir: an in-memory instance (tests that want a throwaway store).
+  const db = options.dataDir ? await PGlite.create(options.dataDir) : await PGlite.create();
+  return new PgliteDatabase(db);
+}

