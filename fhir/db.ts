@@ -15,9 +15,14 @@ export interface Database extends SqlExecutor {
   close(): Promise<void>;
 }
 
-// Keep timestamps and big integers as strings: the store formats them itself.
-pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, (v) => v);
-pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
+// Keep timestamps, big integers and decimals as PostgreSQL's text: the store formats them itself,
+// and both drivers then return the same values.
+const TIMESTAMPTZ_OID = 1184;
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+pg.types.setTypeParser(TIMESTAMPTZ_OID, (v) => v);
+pg.types.setTypeParser(INT8_OID, (v) => v);
+pg.types.setTypeParser(NUMERIC_OID, (v) => v);
 
 class PostgresDatabase implements Database {
   readonly kind = 'postgres' as const;
@@ -99,17 +104,31 @@ export interface DatabaseOptions {
   databaseUrl?: string;
   dataDir?: string;
   poolSize?: number;
+  /** PostgreSQL schema to use (created if missing); tests give each run its own. */
+  schema?: string;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+    if (options.schema) {
+      if (!/^[a-z_][a-z0-9_]*$/.test(options.schema)) throw new Error(`invalid schema name "${options.schema}"`);
+      const admin = new pg.Client({ connectionString: options.databaseUrl });
+      await admin.connect();
+      await admin.query(`CREATE SCHEMA IF NOT EXISTS ${options.schema}`);
+      await admin.end();
+    }
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 10,
+      ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+    });
     // Fail at start, with the URL's host in the message, rather than on the first request.
     const client = await pool.connect();
     client.release();
     return new PostgresDatabase(pool);
   }
   // No dataDir: an in-memory instance (tests that want a throwaway store).
-  const db = options.dataDir ? await PGlite.create(options.dataDir) : await PGlite.create();
+  const parsers = { [TIMESTAMPTZ_OID]: (v: string) => v, [INT8_OID]: (v: string) => v, [NUMERIC_OID]: (v: string) => v };
+  const db = options.dataDir ? await PGlite.create(options.dataDir, { parsers }) : await PGlite.create({ parsers });
   return new PgliteDatabase(db);
 }

@@ -68,22 +68,54 @@ export function loadDefinitions(): void {
     // Only the published R4 parameters: Medplum's bundle adds its own extensions.
     if (!sp.url?.startsWith('http://hl7.org/fhir/SearchParameter/')) continue;
     if (sp.code === '_id' || sp.code === '_lastUpdated') continue; // served from the resource table
-    const bases = (sp.base ?? []).flatMap((b) => (b === 'Resource' || b === 'DomainResource' ? SUPPORTED_TYPES : [b]));
+    const spBases = (sp.base ?? []) as string[];
+    const bases = spBases.flatMap((b) => (b === 'Resource' || b === 'DomainResource' ? SUPPORTED_TYPES : [b]));
     for (const base of bases) {
       const table = paramsByType.get(base);
-      if (!table) continue;
-      if (base === 'Binary' && sp.base?.includes('DomainResource')) continue;
+      if (!table || !expressionFor(base, sp.expression)) continue;
+      if (base === 'Binary' && spBases.includes('DomainResource')) continue;
       table.set(sp.code, {
         code: sp.code,
         kind: sp.type as IndexKind,
-        expression: parseFhirPath(sp.expression),
-        expressionText: sp.expression,
+        expression: parseFhirPath(expressionFor(base, sp.expression)),
+        expressionText: expressionFor(base, sp.expression),
         targets: sp.target ?? [],
         url: sp.url,
       });
     }
   }
   loaded = true;
+}
+
+/**
+ * R4 expressions are unions over every base type ("AllergyIntolerance.code | … | Observation.code");
+ * keep only the branches for this type, so indexing evaluates a few paths instead of dozens.
+ */
+function expressionFor(type: string, expression: string): string {
+  return splitTopLevelUnion(expression)
+    .map((branch) => branch.replace(/^(\(?)Resource\./, `$1${type}.`))
+    .filter((branch) => new RegExp(`^\\(?${type}\\.`).test(branch))
+    .join(' | ');
+}
+
+function splitTopLevelUnion(expression: string): string[] {
+  const branches: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < expression.length; i++) {
+    const c = expression[i];
+    if (c === "'") quoted = !quoted;
+    if (quoted) continue;
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '|' && depth === 0) {
+      branches.push(expression.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  branches.push(expression.slice(start).trim());
+  return branches;
 }
 
 export function isSupportedType(type: string): type is SupportedType {

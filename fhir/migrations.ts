@@ -71,6 +71,9 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
         action text NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now()
       );
+
+      -- Data sets loaded once (demo data), so a restart does not load them again.
+      CREATE TABLE data_seed (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
     `,
   },
 ];

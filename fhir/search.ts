@@ -254,7 +254,7 @@ function chainCondition(type: string, left: string, right: string, value: string
   const [code, modifier] = left.split(':', 2) as [string, string | undefined];
   const param = searchParam(type, code);
   if (!param || param.kind !== 'reference') throw badRequest(`"${code}" is not a reference parameter of ${type}; it cannot be chained`, [left]);
-  let targets = param.targets.filter(isSupportedType);
+  let targets: string[] = param.targets.filter(isSupportedType);
   if (modifier) {
     if (!targets.includes(modifier)) throw badRequest(`${type}.${code} cannot point to ${modifier}`, [left]);
     targets = [modifier];

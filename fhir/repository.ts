@@ -1,0 +1,637 @@
+import { randomUUID } from 'node:crypto';
+import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
+import type { Database, SqlExecutor } from './db.js';
+import { FhirError, badRequest, gone, notFound, preconditionFailed } from './errors.js';
+import { applyJsonPatch, type JsonPatchOperation } from './patch.js';
+import { SqlArgs, cursorCondition, encodeCursor, parseSearch, type IncludeSpec, type ParsedSearch } from './search.js';
+import { checkId, checkType, validate } from './validation.js';
+import { writeVersions, type PendingVersion } from './writer.js';
+
+export interface WriteResult {
+  resource: Resource;
+  /** True when a new resource came into being (201), false for an update or a matched condition (200). */
+  created: boolean;
+}
+
+export interface HistoryOptions {
+  count?: number;
+  since?: string;
+}
+
+/** A write to make inside one database transaction (a REST interaction or a bundle entry). */
+export type WriteOp =
+  | { kind: 'create'; resource: Resource; ifNoneExist?: string; fullUrl?: string }
+  | { kind: 'update'; type: string; id?: string; condition?: string; resource: Resource; ifMatch?: string; fullUrl?: string }
+  | { kind: 'patch'; type: string; id: string; patch: JsonPatchOperation[]; ifMatch?: string }
+  | { kind: 'delete'; type: string; id: string };
+
+export interface OpResult {
+  status: number;
+  resource?: Resource;
+  type: string;
+  id: string;
+  versionId?: number;
+  lastModified?: string;
+}
+
+interface CurrentRow {
+  version_id: number;
+  deleted: boolean;
+}
+
+type Row = { resource_type: string; id: string; version_id: number; last_updated: string; deleted: boolean; content: string | null };
+
+/**
+ * The FHIR store: every interaction is one function over SQL that runs unchanged on PostgreSQL and
+ * PGlite. The REST layer (rest.ts) only translates HTTP to these calls.
+ */
+export class FhirRepository {
+  constructor(
+    readonly db: Database,
+    /** Absolute base URL (…/fhir/R4) used in fullUrl and paging links. */
+    readonly baseUrl: string,
+  ) {}
+
+  // ---------------------------------------------------------------- reads
+
+  async read(type: string, id: string, exec: SqlExecutor = this.db): Promise<Resource> {
+    checkType(type);
+    checkId(id);
+    const rows = await exec.query<Row>(
+      `SELECT r.deleted, v.content FROM resource r
+         JOIN resource_version v ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id
+        WHERE r.resource_type = $1 AND r.id = $2`,
+      [type, id],
+    );
+    const row = rows[0];
+    if (!row) throw notFound(`${type}/${id} not found`);
+    if (row.deleted || !row.content) throw gone(`${type}/${id} was deleted`);
+    return JSON.parse(row.content) as Resource;
+  }
+
+  async vread(type: string, id: string, versionId: string): Promise<Resource> {
+    checkType(type);
+    checkId(id);
+    const vid = Number(versionId);
+    if (!Number.isInteger(vid) || vid < 1) throw notFound(`${type}/${id}/_history/${versionId} not found`);
+    const rows = await this.db.query<Row>(
+      'SELECT deleted, content FROM resource_version WHERE resource_type = $1 AND id = $2 AND version_id = $3',
+      [type, id, vid],
+    );
+    const row = rows[0];
+    if (!row) throw notFound(`${type}/${id}/_history/${versionId} not found`);
+    if (row.deleted || !row.content) throw gone(`${type}/${id} version ${versionId} is a deletion`);
+    return JSON.parse(row.content) as Resource;
+  }
+
+  /** Instance history (type and id) or type history (type only), newest first. */
+  async history(type: string, id: string | undefined, options: HistoryOptions = {}): Promise<Bundle> {
+    checkType(type);
+    if (id) checkId(id);
+    const count = Math.min(options.count ?? 50, 1000);
+    const args: unknown[] = [type];
+    let where = 'resource_type = $1';
+    if (id) {
+      args.push(id);
+      where += ` AND id = $${args.length}`;
+    }
+    if (options.since) {
+      args.push(options.since);
+      where += ` AND last_updated >= $${args.length}::timestamptz`;
+    }
+    args.push(count);
+    const rows = await this.db.query<Row>(
+      `SELECT resource_type, id, version_id, to_json(last_updated) #>> '{}' AS last_updated, deleted, content
+         FROM resource_version WHERE ${where}
+        ORDER BY last_updated DESC, version_id DESC LIMIT $${args.length}`,
+      args,
+    );
+    if (id && rows.length === 0) throw notFound(`${type}/${id} not found`);
+    return {
+      resourceType: 'Bundle',
+      type: 'history',
+      entry: rows.map((row) => {
+        const fullUrl = `${this.baseUrl}/${row.resource_type}/${row.id}`;
+        if (row.deleted || !row.content) {
+          return {
+            fullUrl,
+            request: { method: 'DELETE', url: `${row.resource_type}/${row.id}` },
+            response: { status: '410 Gone', etag: `W/"${row.version_id}"`, lastModified: new Date(row.last_updated).toISOString() },
+          };
+        }
+        const resource = JSON.parse(row.content) as Resource;
+        return {
+          fullUrl,
+          resource,
+          request: { method: row.version_id === 1 ? 'POST' : 'PUT', url: row.version_id === 1 ? row.resource_type : `${row.resource_type}/${row.id}` },
+          response: { status: row.version_id === 1 ? '201 Created' : '200 OK', etag: `W/"${row.version_id}"`, lastModified: resource.meta?.lastUpdated },
+        };
+      }),
+    };
+  }
+
+  // ---------------------------------------------------------------- search
+
+  async search(type: string, pairs: [string, string][], exec: SqlExecutor = this.db): Promise<Bundle> {
+    checkType(type);
+    const args = new SqlArgs();
+    const parsed = parseSearch(type, pairs, args);
+    const where = [`r.resource_type = ${args.add(type)}`, 'NOT r.deleted', ...parsed.where];
+
+    let total: number | undefined;
+    if (parsed.total !== 'none' || parsed.summaryCount) {
+      const countArgs = new SqlArgs();
+      // Only the filters: parameters of sorting and paging would leave unused, untyped SQL arguments.
+      const filters = pairs.filter(([k]) => !k.startsWith('_') || k.startsWith('_id') || k.startsWith('_lastUpdated'));
+      const again = parseSearch(type, filters, countArgs);
+      const countWhere = [`r.resource_type = ${countArgs.add(type)}`, 'NOT r.deleted', ...again.where];
+      const rows = await exec.query<{ n: string }>(`SELECT count(*) AS n FROM resource r WHERE ${countWhere.join(' AND ')}`, countArgs.values);
+      total = Number(rows[0]!.n);
+    }
+    if (parsed.summaryCount) return { resourceType: 'Bundle', type: 'searchset', total, link: [this.selfLink(type, parsed)] };
+
+    const keyCols = parsed.sort.map((k, i) => `${k.expr} AS s${i}`);
+    const order = (alias: string) =>
+      [...parsed.sort.flatMap((k, i) => [`(${alias}.s${i} IS NULL)`, `${alias}.s${i} ${k.dir.toUpperCase()}`]), `${alias}.id`].join(', ');
+    const cursor = parsed.cursor ? `WHERE ${cursorCondition(parsed.sort, parsed.cursor, args)}` : '';
+    const limit = args.add(parsed.count + 1);
+    const sql = `
+      SELECT q.*, v.content FROM (
+        SELECT f.* FROM (
+          SELECT r.resource_type, r.id, r.version_id${keyCols.map((c) => `, ${c}`).join('')}
+            FROM resource r WHERE ${where.join(' AND ')}
+        ) f ${cursor}
+        ORDER BY ${order('f')} LIMIT ${limit}
+      ) q JOIN resource_version v ON v.resource_type = q.resource_type AND v.id = q.id AND v.version_id = q.version_id
+      ORDER BY ${order('q')}`;
+    const rows = parsed.count === 0 ? [] : await exec.query<Row & Record<string, unknown>>(sql, args.values);
+
+    const page = rows.slice(0, parsed.count);
+    const entries: BundleEntry[] = page.map((row) => ({
+      fullUrl: `${this.baseUrl}/${row.resource_type}/${row.id}`,
+      resource: JSON.parse(row.content!) as Resource,
+      search: { mode: 'match' },
+    }));
+    const links = [this.selfLink(type, parsed)];
+    if (rows.length > parsed.count && page.length > 0) {
+      const last = page[page.length - 1]!;
+      const cursorValues = [...parsed.sort.map((_, i) => last[`s${i}`] ?? null), last.id];
+      links.push({ relation: 'next', url: this.pageUrl(type, parsed, encodeCursor(cursorValues)) });
+    }
+    const matched = page.map((r) => ({ type: r.resource_type, id: r.id }));
+    entries.push(...(await this.included(parsed, matched, exec)));
+    return { resourceType: 'Bundle', type: 'searchset', ...(total !== undefined ? { total } : {}), link: links, entry: entries };
+  }
+
+  private selfLink(type: string, parsed: ParsedSearch) {
+    return { relation: 'self', url: this.pageUrl(type, parsed) };
+  }
+
+  private pageUrl(type: string, parsed: ParsedSearch, cursor?: string): string {
+    const q = new URLSearchParams(parsed.canonical);
+    if (cursor) q.set('_cursor', cursor);
+    const qs = q.toString();
+    return `${this.baseUrl}/${type}${qs ? `?${qs}` : ''}`;
+  }
+
+  /** _include and _revinclude: one level, de-duplicated, never repeating a match. */
+  private async included(parsed: ParsedSearch, matched: { type: string; id: string }[], exec: SqlExecutor): Promise<BundleEntry[]> {
+    if (matched.length === 0 || (parsed.includes.length === 0 && parsed.revincludes.length === 0)) return [];
+    const seen = new Set(matched.map((m) => `${m.type}/${m.id}`));
+    const wanted: [string, string][] = [];
+    const want = (type: string, id: string) => {
+      const key = `${type}/${id}`;
+      if (!seen.has(key)) {
+        seen.add(key);
+        wanted.push([type, id]);
+      }
+    };
+    const ids = matched.map((m) => m.id);
+    for (const inc of parsed.includes) {
+      const rows = await exec.query<{ target_type: string; target_id: string }>(
+        `SELECT DISTINCT target_type, target_id FROM sp_reference
+          WHERE resource_type = $1 AND id = ANY($2::text[]) AND code = $3 AND target_type IS NOT NULL
+            ${inc.targetType ? 'AND target_type = $4' : ''}`,
+        inc.targetType ? [parsed.type, ids, inc.param.code, inc.targetType] : [parsed.type, ids, inc.param.code],
+      );
+      for (const r of rows) want(r.target_type, r.target_id);
+    }
+    const refs = matched.map((m) => `${m.type}/${m.id}`);
+    for (const rev of parsed.revincludes) {
+      const rows = await exec.query<{ id: string }>(
+        `SELECT DISTINCT id FROM sp_reference WHERE resource_type = $1 AND code = $2 AND ref = ANY($3::text[])`,
+        [rev.sourceType, rev.param.code, refs],
+      );
+      for (const r of rows) want(rev.sourceType, r.id);
+    }
+    const resources = await this.readMany(wanted, exec);
+    return resources.map((resource) => ({
+      fullUrl: `${this.baseUrl}/${resource.resourceType}/${resource.id}`,
+      resource,
+      search: { mode: 'include' },
+    }));
+  }
+
+  /** Current, non-deleted versions of the given resources (missing ones are skipped). */
+  async readMany(keys: [string, string][], exec: SqlExecutor = this.db): Promise<Resource[]> {
+    if (keys.length === 0) return [];
+    const rows = await exec.query<Row>(
+      `SELECT v.content FROM unnest($1::text[], $2::text[]) AS k(resource_type, id)
+         JOIN resource r ON r.resource_type = k.resource_type AND r.id = k.id AND NOT r.deleted
+         JOIN resource_version v ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id`,
+      [keys.map((k) => k[0]), keys.map((k) => k[1])],
+    );
+    return rows.map((r) => JSON.parse(r.content!) as Resource);
+  }
+
+  /**
+   * Observation/$lastn: the latest `max` Observations per patient and code among those matching
+   * the search parameters (patient/subject, category, code, date…).
+   */
+  async lastn(pairs: [string, string][], exec: SqlExecutor = this.db): Promise<Bundle> {
+    let max = 1;
+    const rest: [string, string][] = [];
+    for (const [k, v] of pairs) {
+      if (k === 'max') {
+        max = Number(v);
+        if (!Number.isInteger(max) || max < 1 || max > 1000) throw badRequest(`max must be an integer from 1 to 1000, not "${v}"`, ['max']);
+      } else rest.push([k, v]);
+    }
+    const args = new SqlArgs();
+    const parsed = parseSearch('Observation', rest, args);
+    if (parsed.sort.length || parsed.includes.length || parsed.revincludes.length) {
+      throw badRequest('$lastn takes search filters and max only (no _sort or _include)', ['_sort']);
+    }
+    const where = [`r.resource_type = 'Observation'`, 'NOT r.deleted', ...parsed.where];
+    const rows = await exec.query<Row>(
+      `SELECT v.content FROM (
+         SELECT DISTINCT ON (x.id) x.id, x.version_id, x.hi FROM (
+           SELECT r.id, r.version_id, d.hi,
+                  row_number() OVER (PARTITION BY s.ref, c.system, c.value ORDER BY d.hi DESC, r.id) AS rn
+             FROM resource r
+             JOIN sp_reference s ON s.resource_type = r.resource_type AND s.id = r.id AND s.code = 'subject'
+             JOIN sp_token c ON c.resource_type = r.resource_type AND c.id = r.id AND c.code = 'code'
+             LEFT JOIN LATERAL (SELECT max(hi) AS hi FROM sp_date d WHERE d.resource_type = r.resource_type AND d.id = r.id AND d.code = 'date') d ON true
+            WHERE ${where.join(' AND ')}
+         ) x WHERE x.rn <= ${args.add(max)}
+       ) l JOIN resource_version v ON v.resource_type = 'Observation' AND v.id = l.id AND v.version_id = l.version_id
+       ORDER BY l.hi DESC NULLS LAST, l.id`,
+      args.values,
+    );
+    return {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      total: rows.length,
+      entry: rows.map((r) => {
+        const resource = JSON.parse(r.content!) as Resource;
+        return { fullUrl: `${this.baseUrl}/Observation/${resource.id}`, resource, search: { mode: 'match' } };
+      }),
+    };
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  async create(body: unknown, ifNoneExist?: string): Promise<WriteResult> {
+    const resource = validate(body);
+    const [result] = await this.db.transaction((tx) => this.applyWrites(tx, [{ kind: 'create', resource, ifNoneExist }]));
+    return { resource: result!.resource!, created: result!.status === 201 };
+  }
+
+  async update(type: string, id: string, body: unknown, ifMatch?: string): Promise<WriteResult> {
+    checkType(type);
+    checkId(id);
+    const resource = validate(body, type);
+    if (resource.id !== id) throw badRequest(`the resource id "${resource.id ?? ''}" must equal the URL id "${id}"`, [`${type}.id`]);
+    const [result] = await this.db.transaction((tx) => this.applyWrites(tx, [{ kind: 'update', type, id, resource, ifMatch }]));
+    return { resource: result!.resource!, created: result!.status === 201 };
+  }
+
+  async conditionalUpdate(type: string, condition: string, body: unknown): Promise<WriteResult> {
+    checkType(type);
+    const resource = validate(body, type);
+    const [result] = await this.db.transaction((tx) => this.applyWrites(tx, [{ kind: 'update', type, condition, resource }]));
+    return { resource: result!.resource!, created: result!.status === 201 };
+  }
+
+  async patch(type: string, id: string, patch: unknown, ifMatch?: string): Promise<Resource> {
+    checkType(type);
+    checkId(id);
+    if (!Array.isArray(patch)) throw badRequest('a JSON Patch body must be an array of operations');
+    const [result] = await this.db.transaction((tx) =>
+      this.applyWrites(tx, [{ kind: 'patch', type, id, patch: patch as JsonPatchOperation[], ifMatch }]),
+    );
+    return result!.resource!;
+  }
+
+  async delete(type: string, id: string): Promise<void> {
+    checkType(type);
+    checkId(id);
+    await this.db.transaction((tx) => this.applyWrites(tx, [{ kind: 'delete', type, id }]));
+  }
+
+  /**
+   * Applies writes inside the caller's transaction. Conditional creates take an advisory lock on
+   * their condition first, so concurrent identical requests serialise and only one creates.
+   * urn:uuid references between the resources are rewritten to the assigned Type/id.
+   */
+  async applyWrites(tx: SqlExecutor, ops: WriteOp[]): Promise<OpResult[]> {
+    const now = new Date().toISOString();
+    const results: (OpResult | undefined)[] = new Array(ops.length);
+    const urnMap = new Map<string, string>();
+
+    // 1. Serialise on conditions (sorted, so two transactions never wait on each other in a cycle).
+    const lockKeys = ops
+      .map((op) => (op.kind === 'create' && op.ifNoneExist ? conditionKey(op.resource.resourceType, op.ifNoneExist) : op.kind === 'update' && op.condition ? conditionKey(op.type, op.condition) : undefined))
+      .filter((k): k is string => !!k)
+      .sort();
+    if (lockKeys.length > 0) {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k ORDER BY k', [lockKeys]);
+    }
+
+    // 2. Resolve conditions and assign ids.
+    const targets: { type: string; id: string }[] = new Array(ops.length);
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      if (op.kind === 'create') {
+        const type = op.resource.resourceType;
+        if (op.ifNoneExist) {
+          const existing = await this.matchCondition(tx, type, op.ifNoneExist);
+          if (existing.length > 1) throw preconditionFailed(`If-None-Exist "${op.ifNoneExist}" matches ${existing.length} ${type} resources`);
+          if (existing.length === 1) {
+            const found = existing[0]!;
+            results[i] = { status: 200, resource: found, type, id: found.id!, versionId: Number(found.meta?.versionId), lastModified: found.meta?.lastUpdated };
+            if (op.fullUrl) urnMap.set(op.fullUrl, `${type}/${found.id}`);
+            targets[i] = { type, id: found.id! };
+            continue;
+          }
+        }
+        const id = randomUUID();
+        targets[i] = { type, id };
+        if (op.fullUrl) urnMap.set(op.fullUrl, `${type}/${id}`);
+      } else if (op.kind === 'update' && op.condition) {
+        const existing = await this.matchCondition(tx, op.type, op.condition);
+        if (existing.length > 1) throw preconditionFailed(`conditional update "${op.condition}" matches ${existing.length} resources`);
+        const id = existing[0]?.id ?? op.resource.id ?? randomUUID();
+        if (existing[0] && op.resource.id && op.resource.id !== existing[0].id) {
+          throw badRequest(`the resource id "${op.resource.id}" differs from the matched ${op.type}/${existing[0].id}`, [`${op.type}.id`]);
+        }
+        targets[i] = { type: op.type, id };
+        if (op.fullUrl) urnMap.set(op.fullUrl, `${op.type}/${id}`);
+      } else {
+        targets[i] = { type: op.type, id: op.id! };
+        if (op.kind === 'update' && op.fullUrl) urnMap.set(op.fullUrl, `${op.type}/${op.id}`);
+      }
+    }
+
+    const seen = new Set<string>();
+    for (let i = 0; i < ops.length; i++) {
+      if (results[i]) continue;
+      const key = `${targets[i]!.type}/${targets[i]!.id}`;
+      if (seen.has(key)) throw badRequest(`${key} is written twice in one transaction`);
+      seen.add(key);
+    }
+
+    // 3. Current versions of everything updated, patched or deleted, locked against concurrent writers.
+    const existingKeys = ops.map((op, i) => (op.kind !== 'create' && !results[i] ? targets[i]! : undefined)).filter((t) => !!t);
+    const current = new Map<string, CurrentRow>();
+    if (existingKeys.length > 0) {
+      const rows = await tx.query<CurrentRow & { resource_type: string; id: string }>(
+        `SELECT r.resource_type, r.id, r.version_id, r.deleted FROM resource r
+           JOIN unnest($1::text[], $2::text[]) AS k(resource_type, id) ON r.resource_type = k.resource_type AND r.id = k.id
+           FOR UPDATE OF r`,
+        [existingKeys.map((k) => k.type), existingKeys.map((k) => k.id)],
+      );
+      for (const r of rows) current.set(`${r.resource_type}/${r.id}`, r);
+    }
+
+    // 4. Build the new versions.
+    const pending: PendingVersion[] = [];
+    for (let i = 0; i < ops.length; i++) {
+      if (results[i]) continue;
+      const op = ops[i]!;
+      const { type, id } = targets[i]!;
+      const cur = current.get(`${type}/${id}`);
+      const nextVersion = (cur?.version_id ?? 0) + 1;
+      const ifMatch = op.kind === 'update' || op.kind === 'patch' ? op.ifMatch : undefined;
+      if (ifMatch !== undefined) {
+        const wanted = parseETag(ifMatch);
+        if (!cur || cur.deleted || String(cur.version_id) !== wanted) {
+          throw preconditionFailed(`${type}/${id} is at version ${cur?.version_id ?? 'none'}, not ${wanted}: read it again and retry`);
+        }
+      }
+      if (op.kind === 'delete') {
+        if (!cur || cur.deleted) {
+          results[i] = { status: 204, type, id };
+          continue;
+        }
+        pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action: 'delete', replacesIndex: true });
+        results[i] = { status: 204, type, id, versionId: nextVersion, lastModified: now };
+        continue;
+      }
+      let resource: Resource;
+      if (op.kind === 'patch') {
+        if (!cur) throw notFound(`${type}/${id} not found`);
+        if (cur.deleted) throw gone(`${type}/${id} was deleted`);
+        const before = await this.read(type, id, tx);
+        const patched = applyJsonPatch(before, op.patch);
+        if (patched.resourceType !== type || patched.id !== id) throw FhirError.of(422, 'processing', 'a patch may not change resourceType or id');
+        resource = validate(patched, type);
+      } else {
+        resource = rewriteReferences(op.resource, urnMap);
+      }
+      const stored = {
+        ...resource,
+        id,
+        meta: { ...resource.meta, versionId: String(nextVersion), lastUpdated: now },
+      } as Resource;
+      const action = op.kind === 'create' || !cur ? 'create' : 'update';
+      pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action, resource: stored, replacesIndex: !!cur && !cur.deleted });
+      results[i] = { status: cur && !cur.deleted ? 200 : 201, resource: stored, type, id, versionId: nextVersion, lastModified: now };
+    }
+
+    await writeVersions(tx, pending);
+    return results as OpResult[];
+  }
+
+  private async matchCondition(tx: SqlExecutor, type: string, condition: string): Promise<Resource[]> {
+    const pairs = [...new URLSearchParams(condition.replace(/^[A-Za-z]+\?/, '').replace(/^\?/, ''))];
+    if (pairs.length === 0) throw badRequest(`empty condition "${condition}"`);
+    const bundle = await this.search(type, [...pairs, ['_count', '2']], tx);
+    return (bundle.entry ?? []).filter((e) => e.search?.mode === 'match').map((e) => e.resource!);
+  }
+
+  // ---------------------------------------------------------------- bundles
+
+  async transaction(bundle: Bundle): Promise<Bundle> {
+    const ops = prepareBundle(bundle, 'transaction');
+    const results = await this.db.transaction(async (tx) => {
+      const reads = ops.filter((o) => o.read);
+      const writes = ops.filter((o) => o.write);
+      // FHIR processing order: DELETE, POST, PUT/PATCH, then GET.
+      const rank = (o: PreparedEntry) => (o.write!.kind === 'delete' ? 0 : o.write!.kind === 'create' ? 1 : 2);
+      const ordered = [...writes].sort((a, b) => rank(a) - rank(b));
+      const writeResults = await this.applyWrites(tx, ordered.map((o) => o.write!));
+      const byIndex = new Map<number, BundleEntry>();
+      ordered.forEach((o, k) => byIndex.set(o.index, responseEntry(this.baseUrl, writeResults[k]!, o.returnResource)));
+      for (const r of reads) byIndex.set(r.index, await this.readEntry(r.read!, tx));
+      return ops.map((o) => byIndex.get(o.index)!);
+    });
+    return { resourceType: 'Bundle', type: 'transaction-response', entry: results };
+  }
+
+  /** Batch: each entry on its own; one entry's failure is reported in its response, not thrown. */
+  async batch(bundle: Bundle): Promise<Bundle> {
+    const entries: BundleEntry[] = [];
+    const ops = prepareBundle(bundle, 'batch');
+    for (const o of ops) {
+      try {
+        if (o.error) throw o.error;
+        if (o.read) entries.push(await this.readEntry(o.read, this.db));
+        else {
+          const [result] = await this.db.transaction((tx) => this.applyWrites(tx, [o.write!]));
+          entries.push(responseEntry(this.baseUrl, result!, o.returnResource));
+        }
+      } catch (err) {
+        if (!(err instanceof FhirError)) throw err;
+        entries.push({ response: { status: String(err.status), outcome: err.outcome } });
+      }
+    }
+    return { resourceType: 'Bundle', type: 'batch-response', entry: entries };
+  }
+
+  private async readEntry(url: string, exec: SqlExecutor): Promise<BundleEntry> {
+    const [path, query] = url.split('?', 2) as [string, string | undefined];
+    const parts = path.split('/').filter(Boolean);
+    if (parts.length === 1) {
+      const result = await this.search(parts[0]!, [...new URLSearchParams(query ?? '')], exec);
+      return { resource: result, response: { status: '200 OK' } };
+    }
+    if (parts.length === 2) {
+      const resource = await this.read(parts[0]!, parts[1]!, exec);
+      return { resource, response: { status: '200 OK', etag: `W/"${resource.meta?.versionId}"` } };
+    }
+    throw badRequest(`unsupported GET in bundle: ${url}`);
+  }
+}
+
+interface PreparedEntry {
+  index: number;
+  write?: WriteOp;
+  read?: string;
+  returnResource: boolean;
+  error?: FhirError;
+}
+
+/**
+ * Checks the bundle's shape and validates every resource before anything is written. For a
+ * transaction the first problem fails the whole bundle; for a batch it fails only its entry.
+ */
+function prepareBundle(bundle: Bundle, kind: 'transaction' | 'batch'): PreparedEntry[] {
+  const problems: FhirError[] = [];
+  const prepared = (bundle.entry ?? []).map((entry, index): PreparedEntry => {
+    const at = `Bundle.entry[${index}]`;
+    try {
+      return { index, returnResource: false, ...prepareEntry(entry, at) };
+    } catch (err) {
+      if (!(err instanceof FhirError)) throw err;
+      problems.push(err);
+      return { index, returnResource: false, error: err };
+    }
+  });
+  if (kind === 'transaction' && problems.length > 0) {
+    const status = problems.some((p) => p.status !== 404 && p.status !== 400) ? problems[0]!.status : 400;
+    throw new FhirError(status, { resourceType: 'OperationOutcome', issue: problems.flatMap((p) => p.outcome.issue ?? []) });
+  }
+  return prepared;
+}
+
+function prepareEntry(entry: BundleEntry, at: string): { write?: WriteOp; read?: string } {
+  const request = entry.request;
+  if (!request?.method || !request.url) throw badRequest('each entry needs request.method and request.url', [`${at}.request`]);
+  const url = request.url.replace(/^\//, '');
+  const [path, query] = url.split('?', 2) as [string, string | undefined];
+  const parts = path.split('/').filter(Boolean);
+  const type = parts[0] ?? '';
+  switch (request.method) {
+    case 'GET':
+      return { read: url };
+    case 'POST': {
+      const resource = validate(entry.resource, type, `${at}.resource`);
+      return { write: { kind: 'create', resource, ifNoneExist: request.ifNoneExist, fullUrl: entry.fullUrl } };
+    }
+    case 'PUT': {
+      checkType(type);
+      const resource = validate(entry.resource, type, `${at}.resource`);
+      if (parts.length === 2) {
+        checkId(parts[1]!);
+        if (resource.id && resource.id !== parts[1]) throw badRequest(`resource id "${resource.id}" must equal the id in request.url`, [`${at}.resource.id`]);
+        return { write: { kind: 'update', type, id: parts[1]!, resource: { ...resource, id: parts[1]! }, ifMatch: request.ifMatch, fullUrl: entry.fullUrl } };
+      }
+      if (query) return { write: { kind: 'update', type, condition: query, resource, fullUrl: entry.fullUrl } };
+      throw badRequest('PUT needs Type/id or Type?condition in request.url', [`${at}.request.url`]);
+    }
+    case 'DELETE':
+      checkType(type);
+      if (parts.length !== 2) throw badRequest('DELETE needs Type/id in request.url (conditional delete is not supported)', [`${at}.request.url`]);
+      checkId(parts[1]!);
+      return { write: { kind: 'delete', type, id: parts[1]! } };
+    case 'PATCH': {
+      checkType(type);
+      const binary = entry.resource as { resourceType?: string; contentType?: string; data?: string } | undefined;
+      if (parts.length !== 2 || binary?.resourceType !== 'Binary' || !binary.data) {
+        throw badRequest('PATCH entries need Type/id and a Binary holding a JSON Patch', [`${at}.resource`]);
+      }
+      let patch: unknown;
+      try {
+        patch = JSON.parse(Buffer.from(binary.data, 'base64').toString('utf8'));
+      } catch {
+        throw badRequest('the Binary of a PATCH entry must hold JSON', [`${at}.resource.data`]);
+      }
+      if (!Array.isArray(patch)) throw badRequest('a JSON Patch must be an array', [`${at}.resource.data`]);
+      return { write: { kind: 'patch', type, id: parts[1]!, patch: patch as JsonPatchOperation[], ifMatch: request.ifMatch } };
+    }
+    default:
+      throw badRequest(`unsupported method ${request.method}`, [`${at}.request.method`]);
+  }
+}
+
+function responseEntry(baseUrl: string, r: OpResult, withResource: boolean): BundleEntry {
+  const statusText: Record<number, string> = { 200: '200 OK', 201: '201 Created', 204: '204 No Content' };
+  return {
+    ...(withResource && r.resource ? { resource: r.resource } : {}),
+    response: {
+      status: statusText[r.status] ?? String(r.status),
+      ...(r.status !== 204 ? { location: `${baseUrl}/${r.type}/${r.id}/_history/${r.versionId}` } : {}),
+      ...(r.versionId ? { etag: `W/"${r.versionId}"` } : {}),
+      ...(r.lastModified ? { lastModified: r.lastModified } : {}),
+    },
+  };
+}
+
+function conditionKey(type: string, condition: string): string {
+  const pairs = [...new URLSearchParams(condition.replace(/^[A-Za-z]+\?/, '').replace(/^\?/, ''))].sort((a, b) =>
+    a[0] === b[0] ? a[1].localeCompare(b[1]) : a[0].localeCompare(b[0]),
+  );
+  return `${type}?${new URLSearchParams(pairs).toString()}`;
+}
+
+function parseETag(etag: string): string {
+  return etag.replace(/^W\//, '').replace(/"/g, '').trim();
+}
+
+/** Replaces references to urn:uuid fullUrls of the same bundle with the assigned Type/id. */
+function rewriteReferences<T>(value: T, urnMap: Map<string, string>): T {
+  if (urnMap.size === 0) return value;
+  const walk = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, child] of Object.entries(v)) {
+        out[k] = k === 'reference' && typeof child === 'string' && urnMap.has(child) ? urnMap.get(child) : walk(child);
+      }
+      return out;
+    }
+    return v;
+  };
+  return walk(value) as T;
+}
