@@ -1,5 +1,11 @@
 import { PGlite } from '@electric-sql/pglite';
+import { createHash } from 'node:crypto';
 import pg from 'pg';
+
+/** A 64-bit advisory lock id for a key, as a SQL integer literal (safe to inline: digits only). */
+function lockId(key: string): string {
+  return createHash('sha1').update(key).digest().readBigInt64BE(0).toString();
+}
 
 /** The SQL surface the store needs; implemented by PostgreSQL (pg) and PGlite alike. */
 export interface SqlExecutor {
@@ -8,8 +14,12 @@ export interface SqlExecutor {
 
 export interface Database extends SqlExecutor {
   readonly kind: 'postgres' | 'pglite';
-  /** Runs fn in one transaction: committed if fn resolves, rolled back if it throws. */
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Runs fn in one transaction: committed if fn resolves, rolled back if it throws.
+   * lockKeys are taken as transaction-scoped advisory locks before fn runs (in the same round trip
+   * as BEGIN), so writers of the same logical key (a conditional create's condition) serialise.
+   */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, lockKeys?: string[]): Promise<T>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
@@ -33,10 +43,12 @@ class PostgresDatabase implements Database {
     return result.rows as R[];
   }
 
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, lockKeys: string[] = []): Promise<T> {
     const client = await this.pool.connect();
     try {
-      await client.query('BEGIN');
+      // Sorted, so two transactions never wait on each other's keys in a cycle.
+      const locks = [...new Set(lockKeys.map(lockId))].sort().map((k) => `SELECT pg_advisory_xact_lock(${k});`);
+      await client.query(['BEGIN;', ...locks].join(' '));
       const tx: SqlExecutor = {
         query: async <R>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as R[],
       };
@@ -79,7 +91,8 @@ class PgliteDatabase implements Database {
     return this.serialize(async () => (await this.db.query<R>(sql, params)).rows);
   }
 
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  // lockKeys need no lock here: the queue already runs one transaction at a time.
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, _lockKeys?: string[]): Promise<T> {
     return this.serialize(() =>
       this.db.transaction(async (inner) => {
         const tx: SqlExecutor = {

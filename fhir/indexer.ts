@@ -36,6 +36,7 @@ export function dateRange(value: string): [string, string] | undefined {
   const m = DATE_RE.exec(value.trim());
   if (!m) return undefined;
   const [, y, mo, d, h, mi, s, frac, tz] = m;
+  if (!isCalendarDate(+y!, mo, d)) return undefined;
   const zone = tz ?? 'Z';
   const iso = (parts: string) => new Date(parts).getTime();
   let lo: number;
@@ -65,6 +66,14 @@ export function dateRange(value: string): [string, string] | undefined {
   }
   if (Number.isNaN(lo) || Number.isNaN(next)) return undefined;
   return [new Date(lo).toISOString(), new Date(next - 1).toISOString()];
+}
+
+/** A month 01-12 and a day that exists in it: Date would silently roll "2024-02-30" over to March. */
+function isCalendarDate(year: number, month: string | undefined, day: string | undefined): boolean {
+  if (month === undefined) return true;
+  if (+month < 1 || +month > 12) return false;
+  if (day === undefined) return true;
+  return +day >= 1 && +day <= new Date(Date.UTC(year, +month, 0)).getUTCDate();
 }
 
 /** "Patient/123", "Patient/123/_history/2" or an absolute URL ending so → [type, id]. */

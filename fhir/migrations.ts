@@ -32,6 +32,9 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
         PRIMARY KEY (resource_type, id, version_id)
       );
       CREATE INDEX resource_version_type_updated ON resource_version (resource_type, last_updated);
+      -- lz4 compresses a 12-lead ECG (~230 kB of JSON) about 3x faster than the default pglz;
+      -- builds without lz4 (PGlite) keep pglz.
+      DO $$ BEGIN ALTER TABLE resource_version ALTER COLUMN content SET COMPRESSION lz4; EXCEPTION WHEN others THEN NULL; END $$;
 
       -- Search index, one table per parameter kind, rows for current versions only.
       CREATE TABLE sp_token (resource_type text NOT NULL, id text NOT NULL, code text NOT NULL, system text, value text NOT NULL);

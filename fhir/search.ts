@@ -53,25 +53,29 @@ function splitPrefix(value: string): [Prefix, string] {
   return ['eq', value];
 }
 
-/** SQL for "range [lo, hi] of the resource compares to [plo, phi] of the parameter". */
-function rangeCondition(prefix: Prefix, lo: string, hi: string, plo: string, phi: string): string {
+/**
+ * SQL for "range [lo, hi] of the resource compares to [plo, phi] of the parameter". The bounds are
+ * passed as functions so that only the SQL arguments actually used are added (PostgreSQL rejects
+ * arguments it cannot type).
+ */
+function rangeCondition(prefix: Prefix, lo: string, hi: string, plo: () => string, phi: () => string): string {
   switch (prefix) {
     case 'eq':
-      return `(${lo} >= ${plo} AND ${hi} <= ${phi})`;
+      return `(${lo} >= ${plo()} AND ${hi} <= ${phi()})`;
     case 'ne':
-      return `NOT (${lo} >= ${plo} AND ${hi} <= ${phi})`;
+      return `NOT (${lo} >= ${plo()} AND ${hi} <= ${phi()})`;
     case 'gt':
-      return `${hi} > ${phi}`;
+      return `${hi} > ${phi()}`;
     case 'lt':
-      return `${lo} < ${plo}`;
+      return `${lo} < ${plo()}`;
     case 'ge':
-      return `${hi} >= ${plo}`;
+      return `${hi} >= ${plo()}`;
     case 'le':
-      return `${lo} <= ${phi}`;
+      return `${lo} <= ${phi()}`;
     case 'sa':
-      return `${lo} > ${phi}`;
+      return `${lo} > ${phi()}`;
     case 'eb':
-      return `${hi} < ${plo}`;
+      return `${hi} < ${plo()}`;
   }
 }
 
@@ -157,7 +161,7 @@ function paramCondition(type: string, name: string, rawValue: string, alias: str
     const ors = splitOr(rawValue).map((v) => {
       const [prefix, lo, hi] = parseDateValue(name, v);
       const col = `${alias}.last_updated`;
-      return rangeCondition(prefix, col, col, `${args.add(lo)}::timestamptz`, `${args.add(hi)}::timestamptz`);
+      return rangeCondition(prefix, col, col, () => `${args.add(lo)}::timestamptz`, () => `${args.add(hi)}::timestamptz`);
     });
     return `(${ors.join(' OR ')})`;
   }
@@ -219,7 +223,7 @@ function valueCondition(param: IndexedParam, modifier: string | undefined, v: st
       return modifier === 'below' ? `${t}.value LIKE ${args.add(`${escapeLike(v)}%`)}` : `${t}.value = ${args.add(v)}`;
     case 'date': {
       const [prefix, lo, hi] = parseDateValue(name, v);
-      return rangeCondition(prefix, `${t}.lo`, `${t}.hi`, `${args.add(lo)}::timestamptz`, `${args.add(hi)}::timestamptz`);
+      return rangeCondition(prefix, `${t}.lo`, `${t}.hi`, () => `${args.add(lo)}::timestamptz`, () => `${args.add(hi)}::timestamptz`);
     }
     case 'number': {
       const [prefix, n, lo, hi] = numberRange(name, v);
@@ -260,6 +264,13 @@ function chainCondition(type: string, left: string, right: string, value: string
     targets = [modifier];
   }
   if (targets.length === 0) throw badRequest(`${type}.${code} has no target type this server stores`, [left]);
+  if (!modifier) {
+    // Without a :Type modifier, chain only into the target types that have the parameter
+    // (Observation.subject may be a Patient or a Device; only Patient has "name").
+    const chained = right.split(':', 1)[0]!;
+    targets = targets.filter((target) => chained === '_id' || chained === '_lastUpdated' || searchParam(target, chained));
+    if (targets.length === 0) throw badRequest(`no target type of ${type}.${code} has a search parameter "${chained}"`, [`${left}.${right}`]);
+  }
   const rf = nextAlias('c');
   const per = targets.map((target) => {
     const r2 = nextAlias('t');

@@ -144,10 +144,12 @@ export function luhnCheckDigit(body: string): string {
   return String((10 - (sum % 10)) % 10);
 }
 
-function finess(body8: string): Identifier {
+/** FINEJ: the legal entity (the CHU); FINEG: a geographic establishment (a site, an MSP, an EHPAD). */
+function finess(body8: string, kind: 'FINEJ' | 'FINEG' = 'FINEG'): Identifier {
+  const display = kind === 'FINEJ' ? 'FINESS d\'entité juridique' : 'FINESS d\'entité géographique';
   return {
     use: 'official',
-    type: { coding: [{ system: FR_IDENTIFIER_TYPE_SYSTEM, code: 'FINEG', display: 'FINESS d\'entité géographique' }] },
+    type: { coding: [{ system: FR_IDENTIFIER_TYPE_SYSTEM, code: kind, display }] },
     system: FINESS_SYSTEM,
     value: body8 + luhnCheckDigit(body8),
   };
@@ -199,7 +201,7 @@ function organizations(): Organization[] {
     {
       resourceType: 'Organization',
       id: ORG.chu,
-      identifier: [finess('06078500')],
+      identifier: [finess('06078500', 'FINEJ')],
       active: true,
       type: orgType('prov', 'Centre hospitalier universitaire'),
       name: 'CHU de Nice',
