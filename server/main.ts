@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { demoBundle } from '../fhir/demo/demo-data.js';
@@ -11,11 +12,23 @@ export interface RunningHub {
   close(): Promise<void>;
 }
 
-/** Starts the hub: storage (PGlite or PostgreSQL), migrations, demo data once, HTTP. */
+/**
+ * Starts the hub: HTTP first (answering 503 while starting, so health checks see it come up), then
+ * storage (PGlite or PostgreSQL) with its migrations, demo data once, and the application.
+ */
 export async function startHub(config: HubConfig): Promise<RunningHub> {
   const logger = pino({ level: config.logLevel });
+  const server = createServer((_req, res) => {
+    res.writeHead(503, { 'Content-Type': 'application/json', 'Retry-After': '2' }).end('{"status":"starting"}');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const publicUrl = config.publicUrl ?? `http://localhost:${port}`;
+
   if (!config.databaseUrl) mkdirSync(config.dataDir, { recursive: true });
-  const publicUrl = config.publicUrl ?? `http://localhost:${config.port}`;
   const store = await openFhirStore({
     databaseUrl: config.databaseUrl,
     dataDir: config.databaseUrl ? undefined : config.dataDir,
@@ -28,13 +41,9 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     if (loaded) logger.info('demo data loaded');
   }
   const app = createApp({ store, fhirBodyLimit: config.fhirBodyLimit, logger });
-  const server = app.listen(config.port, config.host);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
-  const port = (server.address() as AddressInfo).port;
-  logger.info({ port, storage: store.db.kind }, 'hub listening');
+  server.removeAllListeners('request');
+  server.on('request', app);
+  logger.info({ port, url: publicUrl, storage: store.db.kind }, 'hub listening');
   return {
     url: `http://127.0.0.1:${port}`,
     close: async () => {
