@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Resource } from '@medplum/fhirtypes';
 import { Client } from 'fhir-kit-client';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -67,17 +68,19 @@ async function crashAndRestart(env: Record<string, string>): Promise<void> {
     expect(org.id).toBe(DEMO_IDS.organizations.chu);
 
     // Acknowledged writes, then a crash (SIGKILL: no shutdown hook runs).
-    const created = await Promise.all(Array.from({ length: 5 }, () => client.create({ resourceType: 'Observation', body: observation })));
+    const created = (await Promise.all(
+      Array.from({ length: 5 }, () => client.create({ resourceType: 'Observation', body: observation })),
+    )) as unknown as Resource[];
     await kill(first);
 
     second = await startHubProcess(env);
     const again = new Client({ baseUrl: second.url });
     for (const c of created) {
-      const read = await again.read({ resourceType: 'Observation', id: c.id! });
+      const read = (await again.read({ resourceType: 'Observation', id: c.id! })) as unknown as Resource;
       expect(read.meta?.versionId).toBe('1');
     }
     // Migrations ran again harmlessly, and demo data was not loaded a second time.
-    const patient = await again.read({ resourceType: 'Patient', id: DEMO_IDS.patients[0] });
+    const patient = (await again.read({ resourceType: 'Patient', id: DEMO_IDS.patients[0] })) as unknown as Resource;
     expect(patient.meta?.versionId).toBe('1');
     const total = (await again.search({ resourceType: 'Patient', searchParams: { _total: 'accurate', _count: '0' } })) as { total?: number };
     expect(total.total).toBe(12);
