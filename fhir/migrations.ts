@@ -5,7 +5,14 @@ import type { Database } from './db.js';
  * its version recorded, and a PostgreSQL advisory lock keeps two hub nodes starting at once from
  * applying the same one twice. Never edit a migration that has shipped: add a new one.
  */
-export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** The FHIR store's own migrations (component "fhir"); other parts (server auth) keep their own lists. */
+export const MIGRATIONS: Migration[] = [
   {
     version: 1,
     name: 'resources, versions and search index',
@@ -83,17 +90,22 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
 
 const LOCK_KEY = 724_311_001; // arbitrary, constant: "hub schema migrations"
 
-export async function migrate(db: Database): Promise<number[]> {
+/**
+ * Applies the pending migrations of one component ("fhir", "auth"…) in version order. The
+ * advisory lock serialises hub nodes starting at once; a migration and its record commit together.
+ */
+export async function migrate(db: Database, component = 'fhir', migrations: Migration[] = MIGRATIONS): Promise<number[]> {
   await db.exec(`CREATE TABLE IF NOT EXISTS schema_migration (
-    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    component text NOT NULL, version integer NOT NULL, name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))`);
   const applied: number[] = [];
-  for (const m of MIGRATIONS) {
+  for (const m of migrations) {
     const done = await db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
-      const rows = await tx.query('SELECT 1 FROM schema_migration WHERE version = $1', [m.version]);
+      const rows = await tx.query('SELECT 1 FROM schema_migration WHERE component = $1 AND version = $2', [component, m.version]);
       if (rows.length > 0) return false;
       for (const statement of splitStatements(m.sql)) await tx.query(statement);
-      await tx.query('INSERT INTO schema_migration (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      await tx.query('INSERT INTO schema_migration (component, version, name) VALUES ($1, $2, $3)', [component, m.version, m.name]);
       return true;
     });
     if (done) applied.push(m.version);
