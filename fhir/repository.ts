@@ -3,7 +3,7 @@ import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import type { Database, SqlExecutor } from './db.js';
 import { FhirError, badRequest, gone, notFound, preconditionFailed } from './errors.js';
 import { applyJsonPatch, type JsonPatchOperation } from './patch.js';
-import { SqlArgs, cursorCondition, encodeCursor, parseSearch, type IncludeSpec, type ParsedSearch } from './search.js';
+import { SqlArgs, cursorCondition, encodeCursor, filterPairs, parseSearch, type IncludeSpec, type ParsedSearch } from './search.js';
 import { checkId, checkType, validate } from './validation.js';
 import { writeVersions, type PendingVersion } from './writer.js';
 
@@ -142,8 +142,7 @@ export class FhirRepository {
     if (parsed.total !== 'none' || parsed.summaryCount) {
       const countArgs = new SqlArgs();
       // Only the filters: parameters of sorting and paging would leave unused, untyped SQL arguments.
-      const filters = pairs.filter(([k]) => !k.startsWith('_') || k.startsWith('_id') || k.startsWith('_lastUpdated'));
-      const again = parseSearch(type, filters, countArgs);
+      const again = parseSearch(type, filterPairs(pairs), countArgs);
       const countWhere = [`r.resource_type = ${countArgs.add(type)}`, 'NOT r.deleted', ...again.where];
       const rows = await exec.query<{ n: string }>(`SELECT count(*) AS n FROM resource r WHERE ${countWhere.join(' AND ')}`, countArgs.values);
       total = Number(rows[0]!.n);
@@ -359,6 +358,9 @@ export class FhirRepository {
       ),
     );
     const targets: { type: string; id: string }[] = new Array(ops.length);
+    // A condition repeated within one bundle creates once: later entries resolve to the first one.
+    const firstCreate = new Map<string, number>();
+    const sameAs = new Map<number, number>();
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       if (op.kind === 'create') {
@@ -373,6 +375,15 @@ export class FhirRepository {
             targets[i] = { type, id: found.id! };
             continue;
           }
+          const key = conditionKey(type, op.ifNoneExist);
+          const first = firstCreate.get(key);
+          if (first !== undefined) {
+            sameAs.set(i, first);
+            targets[i] = targets[first]!;
+            if (op.fullUrl) urnMap.set(op.fullUrl, `${type}/${targets[first]!.id}`);
+            continue;
+          }
+          firstCreate.set(key, i);
         }
         const id = randomUUID();
         targets[i] = { type, id };
@@ -394,7 +405,7 @@ export class FhirRepository {
 
     const seen = new Set<string>();
     for (let i = 0; i < ops.length; i++) {
-      if (results[i]) continue;
+      if (results[i] || sameAs.has(i)) continue;
       const key = `${targets[i]!.type}/${targets[i]!.id}`;
       if (seen.has(key)) throw badRequest(`${key} is written twice in one transaction`);
       seen.add(key);
@@ -416,7 +427,7 @@ export class FhirRepository {
     // 4. Build the new versions.
     const pending: PendingVersion[] = [];
     for (let i = 0; i < ops.length; i++) {
-      if (results[i]) continue;
+      if (results[i] || sameAs.has(i)) continue;
       const op = ops[i]!;
       const { type, id } = targets[i]!;
       const cur = current.get(`${type}/${id}`);
@@ -457,6 +468,8 @@ export class FhirRepository {
       pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action, resource: stored, replacesIndex: !!cur && !cur.deleted });
       results[i] = { status: cur && !cur.deleted ? 200 : 201, resource: stored, type, id, versionId: nextVersion, lastModified: now };
     }
+
+    for (const [i, first] of sameAs) results[i] = { ...results[first]!, status: 200 };
 
     await writeVersions(tx, pending);
     return results as OpResult[];
@@ -643,14 +656,19 @@ function responseEntry(baseUrl: string, r: OpResult, withResource: boolean): Bun
   };
 }
 
-/** Advisory lock keys of the conditional writes among ops. */
+/**
+ * Advisory lock keys of the conditional writes among ops, and of updates to a given id: a PUT may
+ * create its resource, and a row that does not exist yet cannot be locked with FOR UPDATE.
+ */
 function lockKeysOf(ops: WriteOp[]): string[] {
   return ops.flatMap((op) =>
     op.kind === 'create' && op.ifNoneExist
       ? [conditionKey(op.resource.resourceType, op.ifNoneExist)]
       : op.kind === 'update' && op.condition
         ? [conditionKey(op.type, op.condition)]
-        : [],
+        : op.kind === 'update' && op.id
+          ? [`${op.type}/${op.id}`]
+          : [],
   );
 }
 

@@ -374,6 +374,11 @@ export function parseSearch(type: string, pairs: [string, string][], args: SqlAr
   return parsed;
 }
 
+/** The pairs of a query that filter the result set, without those for paging, sorting, includes or totals. */
+export function filterPairs(pairs: [string, string][]): [string, string][] {
+  return pairs.filter(([name]) => !CONTROL_PARAMS.has(name.split(':')[0]!));
+}
+
 export function encodeCursor(values: unknown[]): string {
   return Buffer.from(JSON.stringify(values)).toString('base64url');
 }
