@@ -55,6 +55,8 @@ export const MIGRATIONS: Migration[] = [
       CREATE TABLE sp_date (resource_type text NOT NULL, id text NOT NULL, code text NOT NULL, lo timestamptz NOT NULL, hi timestamptz NOT NULL);
       CREATE INDEX sp_date_lo ON sp_date (resource_type, code, lo);
       CREATE INDEX sp_date_owner ON sp_date (resource_type, id, code);
+      -- Ranges overlapping a search window ("heart rates of one week") among millions of values.
+      CREATE INDEX sp_date_range ON sp_date USING gist (tstzrange(lo, hi, '[]'));
 
       CREATE TABLE sp_reference (resource_type text NOT NULL, id text NOT NULL, code text NOT NULL, target_type text, target_id text, ref text NOT NULL);
       CREATE INDEX sp_reference_ref ON sp_reference (resource_type, code, ref);

@@ -186,6 +186,46 @@ function paramCondition(type: string, name: string, rawValue: string, alias: str
   return negate ? `NOT ${sql}` : sql;
 }
 
+/** The instants a date condition can match at all: [lower, upper] (null = unbounded). */
+function dateBounds(prefix: Prefix, plo: string, phi: string): [string | null, string | null] {
+  switch (prefix) {
+    case 'eq':
+      return [plo, phi];
+    case 'gt':
+    case 'sa':
+    case 'ge':
+      return [prefix === 'ge' ? plo : phi, null];
+    case 'lt':
+    case 'eb':
+    case 'le':
+      return [null, prefix === 'le' ? phi : plo];
+    case 'ne':
+      return [null, null];
+  }
+}
+
+/**
+ * All single-valued conditions on one date parameter, tested against the same indexed value. The
+ * overlap test (&&) with the intersection of their bounds lets the GiST index on the value's range
+ * find the candidates of "a week of heart rates" among millions of rows.
+ */
+function dateRangeCondition(name: string, values: string[], alias: string, args: SqlArgs): string {
+  const t = nextAlias('d');
+  let lower: string | null = null;
+  let upper: string | null = null;
+  const tests = values.map((v) => {
+    const [prefix, plo, phi] = parseDateValue(name, v);
+    const [l, u] = dateBounds(prefix, plo, phi);
+    if (l !== null && (lower === null || l > lower)) lower = l;
+    if (u !== null && (upper === null || u < upper)) upper = u;
+    return rangeCondition(prefix, `${t}.lo`, `${t}.hi`, () => `${args.add(plo)}::timestamptz`, () => `${args.add(phi)}::timestamptz`);
+  });
+  if (lower !== null || upper !== null) {
+    tests.push(`tstzrange(${t}.lo, ${t}.hi, '[]') && tstzrange(${args.add(lower)}::timestamptz, ${args.add(upper)}::timestamptz, '[]')`);
+  }
+  return `EXISTS (SELECT 1 FROM sp_date ${t} WHERE ${owner(alias, t)} AND ${t}.code = ${args.add(name)} AND ${tests.join(' AND ')})`;
+}
+
 const ALLOWED_MODIFIERS: Record<string, string[]> = {
   token: ['not'],
   string: ['exact', 'contains'],
@@ -329,6 +369,8 @@ export function parseSearch(type: string, pairs: [string, string][], args: SqlAr
     revincludes: [],
     canonical: [],
   };
+  // date=ge…&date=lt… on one parameter: one range over one indexed value, not two independent tests.
+  const dateRanges = new Map<string, string[]>();
   for (const [name, value] of pairs) {
     const base = name.split(':')[0]!;
     if (CONTROL_PARAMS.has(base)) {
@@ -368,9 +410,15 @@ export function parseSearch(type: string, pairs: [string, string][], args: SqlAr
       continue;
     }
     if (value === '') continue; // FHIR: an empty parameter value is ignored
-    parsed.where.push(paramCondition(type, name, value, 'r', args));
     parsed.canonical.push([name, value]);
+    const dateParam = searchParam(type, name);
+    if (dateParam?.kind === 'date' && !value.includes(',')) {
+      (dateRanges.get(name) ?? dateRanges.set(name, []).get(name)!).push(value);
+      continue;
+    }
+    parsed.where.push(paramCondition(type, name, value, 'r', args));
   }
+  for (const [name, values] of dateRanges) parsed.where.push(dateRangeCondition(name, values, 'r', args));
   return parsed;
 }
 
