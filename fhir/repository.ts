@@ -39,6 +39,12 @@ interface CurrentRow {
   deleted: boolean;
 }
 
+interface Match {
+  id: string;
+  versionId: number;
+  lastUpdated: string;
+}
+
 type Row = { resource_type: string; id: string; version_id: number; last_updated: string; deleted: boolean; content: string | null };
 
 /**
@@ -293,7 +299,9 @@ export class FhirRepository {
   async create(body: unknown, ifNoneExist?: string): Promise<WriteResult> {
     const resource = validate(body);
     const [result] = await this.write([{ kind: 'create', resource, ifNoneExist }]);
-    return { resource: result!.resource!, created: result!.status === 201 };
+    // A matched condition returns the resource that already exists.
+    const stored = result!.resource ?? (await this.read(result!.type, result!.id));
+    return { resource: stored, created: result!.status === 201 };
   }
 
   async update(type: string, id: string, body: unknown, ifMatch?: string): Promise<WriteResult> {
@@ -370,9 +378,9 @@ export class FhirRepository {
           if (existing.length > 1) throw preconditionFailed(`If-None-Exist "${op.ifNoneExist}" matches ${existing.length} ${type} resources`);
           if (existing.length === 1) {
             const found = existing[0]!;
-            results[i] = { status: 200, resource: found, type, id: found.id!, versionId: Number(found.meta?.versionId), lastModified: found.meta?.lastUpdated };
+            results[i] = { status: 200, type, id: found.id, versionId: found.versionId, lastModified: found.lastUpdated };
             if (op.fullUrl) urnMap.set(op.fullUrl, `${type}/${found.id}`);
-            targets[i] = { type, id: found.id! };
+            targets[i] = { type, id: found.id };
             continue;
           }
           const key = conditionKey(type, op.ifNoneExist);
@@ -475,12 +483,15 @@ export class FhirRepository {
     return results as OpResult[];
   }
 
-  /** For each condition (by position), the resources it matches (at most two are looked up). */
+  /**
+   * For each condition (by position), the current versions it matches (at most two are looked up).
+   * Ids and versions only: a matched exam reading needs no content to be answered.
+   */
   private async matchConditions(
     tx: SqlExecutor,
     conditions: ({ type: string; condition: string } | undefined)[],
-  ): Promise<Map<number, Resource[]>> {
-    const matches = new Map<number, Resource[]>();
+  ): Promise<Map<number, Match[]>> {
+    const matches = new Map<number, Match[]>();
     const args = new SqlArgs();
     const parts: string[] = [];
     conditions.forEach((c, k) => {
@@ -491,19 +502,16 @@ export class FhirRepository {
       }
       const parsed = parseSearch(c.type, pairs, args);
       const where = [`r.resource_type = ${args.add(c.type)}`, 'NOT r.deleted', ...parsed.where];
-      parts.push(`(SELECT ${k} AS k, r.id FROM resource r WHERE ${where.join(' AND ')} LIMIT 2)`);
+      parts.push(
+        `(SELECT ${k} AS k, r.id, r.version_id, to_json(r.last_updated) #>> '{}' AS last_updated
+            FROM resource r WHERE ${where.join(' AND ')} LIMIT 2)`,
+      );
     });
     if (parts.length === 0) return matches;
-    const rows = await tx.query<{ k: number; id: string }>(parts.join(' UNION ALL '), args.values);
-    if (rows.length === 0) return matches;
-    const found = await this.readMany(
-      rows.map((r) => [conditions[r.k]!.type, r.id]),
-      tx,
-    );
-    const byKey = new Map(found.map((r) => [`${r.resourceType}/${r.id}`, r]));
+    const rows = await tx.query<{ k: number; id: string; version_id: number; last_updated: string }>(parts.join(' UNION ALL '), args.values);
     for (const r of rows) {
-      const resource = byKey.get(`${conditions[r.k]!.type}/${r.id}`);
-      if (resource) matches.set(r.k, [...(matches.get(r.k) ?? []), resource]);
+      const match = { id: r.id, versionId: r.version_id, lastUpdated: new Date(r.last_updated).toISOString() };
+      matches.set(r.k, [...(matches.get(r.k) ?? []), match]);
     }
     return matches;
   }
