@@ -88,6 +88,24 @@ export const MIGRATIONS: Migration[] = [
       CREATE TABLE data_seed (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
     `,
   },
+  {
+    version: 2,
+    name: 'emergency access grants',
+    sql: `
+      -- Break-the-glass: a regulator's time-limited access to one patient, with the stated reason.
+      CREATE TABLE access_grant (
+        id text PRIMARY KEY,
+        account_id text NOT NULL,
+        practitioner_id text,
+        patient_id text NOT NULL,
+        reason text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        revoked_at timestamptz
+      );
+      CREATE INDEX access_grant_account ON access_grant (account_id, expires_at);
+    `,
+  },
 ];
 
 const LOCK_KEY = 724_311_001; // arbitrary, constant: "hub schema migrations"

@@ -1,5 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
+import { SYSTEM, type AccessContext } from './access.js';
+import { AccessDenied, canRead, checkWrite, compartmentParams, hidden, patientsOf, readCondition, scopeOf, type Scope } from './access-policy.js';
+import { auditEvent, type AuditFacts, type Interaction } from './audit.js';
+import { checkConsent } from './consent.js';
 import type { Database, SqlExecutor } from './db.js';
 import { FhirError, badRequest, gone, notFound, preconditionFailed } from './errors.js';
 import { applyJsonPatch, type JsonPatchOperation } from './patch.js';
@@ -37,6 +41,22 @@ export interface OpResult {
 interface CurrentRow {
   version_id: number;
   deleted: boolean;
+  content: string | null;
+}
+
+/** An AuditEvent as a new version to store alongside other writes. */
+function auditVersion(ctx: AccessContext, facts: AuditFacts, now = new Date().toISOString()): PendingVersion {
+  const event = auditEvent(ctx, facts, now);
+  const id = event.id!;
+  return {
+    type: 'AuditEvent',
+    id,
+    versionId: 1,
+    lastUpdated: now,
+    action: 'create',
+    resource: { ...event, meta: { versionId: '1', lastUpdated: now } },
+    replacesIndex: false,
+  };
 }
 
 interface Match {
@@ -58,24 +78,126 @@ export class FhirRepository {
     readonly baseUrl: string,
   ) {}
 
+  // ---------------------------------------------------------------- access and audit
+
+  private readonly scopes = new WeakMap<AccessContext, Promise<Scope>>();
+
+  /** The caller's reach, computed once per request (the context object lives for one request). */
+  private scope(ctx: AccessContext, exec: SqlExecutor): Promise<Scope | undefined> {
+    if (ctx.kind === 'system') return Promise.resolve(undefined);
+    let scope = this.scopes.get(ctx);
+    if (!scope) {
+      scope = scopeOf(exec, ctx);
+      this.scopes.set(ctx, scope);
+    }
+    return scope;
+  }
+
+  /** Records one access by a professional; the hub's own work is not audited. */
+  private async audit(ctx: AccessContext, facts: AuditFacts, exec: SqlExecutor): Promise<void> {
+    if (ctx.kind === 'system') return;
+    const scope = await this.scope(ctx, exec);
+    const emergency = new Set(scope?.emergencyPatientIds ?? []);
+    await writeVersions(exec, [auditVersion(ctx, { ...facts, emergency: facts.patientIds.some((p) => emergency.has(p)) })]);
+  }
+
+  /** Patient ids of a row, as a SQL column (for the audit trail of reads and searches). */
+  private patientsColumn(type: string, alias: string, args: SqlArgs): string {
+    if (type === 'Patient') return `ARRAY[${alias}.id]`;
+    const params = compartmentParams(type);
+    if (params.length === 0) return `ARRAY[]::text[]`;
+    return `ARRAY(SELECT pc.target_id FROM sp_reference pc WHERE pc.resource_type = ${alias}.resource_type AND pc.id = ${alias}.id
+              AND pc.code = ANY(${args.add(params)}::text[]) AND pc.target_type = 'Patient')`;
+  }
+
+  /**
+   * Emergency "break-the-glass" access of a regulator to one patient: time-limited, with the
+   * stated reason, audited (purpose BTG) and flagged on the patient for the care team.
+   */
+  async breakTheGlass(ctx: AccessContext, patientId: string, reason: string, minutes: number): Promise<{ grantId: string; expiresAt: string }> {
+    if (ctx.kind !== 'user' || ctx.role !== 'regulator') {
+      throw new AccessDenied(403, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'forbidden', diagnostics: 'only a regulator can open emergency access' }] });
+    }
+    checkId(patientId);
+    const now = new Date();
+    const expiresAt = new Date(now.getTime() + minutes * 60_000).toISOString();
+    const grantId = randomUUID();
+    await this.db.transaction(async (tx) => {
+      const exists = await tx.query('SELECT 1 FROM resource WHERE resource_type = $1 AND id = $2 AND NOT deleted', ['Patient', patientId]);
+      if (exists.length === 0) throw notFound(`Patient/${patientId} not found`);
+      await tx.query(
+        `INSERT INTO access_grant (id, account_id, practitioner_id, patient_id, reason, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+        [grantId, ctx.accountId, ctx.practitionerId ?? null, patientId, reason, expiresAt],
+      );
+      const stamp = now.toISOString();
+      const flagId = randomUUID();
+      const flag: Resource = {
+        resourceType: 'Flag',
+        id: flagId,
+        meta: { versionId: '1', lastUpdated: stamp },
+        status: 'active',
+        category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/flag-category', code: 'admin' }] }],
+        code: {
+          coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'BTG', display: 'break the glass' }],
+          text: `Accès d'urgence ouvert par ${ctx.username} : ${reason}`,
+        },
+        subject: { reference: `Patient/${patientId}` },
+        period: { start: stamp, end: expiresAt },
+        ...(ctx.practitionerId ? { author: { reference: `Practitioner/${ctx.practitionerId}` } } : {}),
+      };
+      await writeVersions(tx, [
+        { type: 'Flag', id: flagId, versionId: 1, lastUpdated: stamp, action: 'create', resource: flag, replacesIndex: false },
+        auditVersion(ctx, { interaction: 'operation', resources: [`Flag/${flagId}`], patientIds: [patientId], outcome: 'success', emergency: true, description: `break-the-glass: ${reason}` }, stamp),
+      ]);
+    });
+    return { grantId, expiresAt };
+  }
+
+  /** Stores an AuditEvent made by the hub itself (logins, logouts). */
+  async recordAuditEvent(event: Resource & { resourceType: 'AuditEvent' }): Promise<void> {
+    const now = new Date().toISOString();
+    const id = event.id ?? randomUUID();
+    await writeVersions(this.db, [
+      { type: 'AuditEvent', id, versionId: 1, lastUpdated: now, action: 'create', resource: { ...event, id, meta: { versionId: '1', lastUpdated: now } }, replacesIndex: false },
+    ]);
+  }
+
   // ---------------------------------------------------------------- reads
 
-  async read(type: string, id: string, exec: SqlExecutor = this.db): Promise<Resource> {
+  async read(ctx: AccessContext, type: string, id: string, exec: SqlExecutor = this.db): Promise<Resource> {
     checkType(type);
     checkId(id);
-    const rows = await exec.query<Row>(
-      `SELECT r.deleted, v.content FROM resource r
+    const scope = await this.scope(ctx, exec);
+    const args = new SqlArgs();
+    const where = `r.resource_type = ${args.add(type)} AND r.id = ${args.add(id)}`;
+    const visible = readCondition(type, scope, 'r', args) ?? 'true';
+    const rows = await exec.query<Row & { visible: boolean; patients: string[] }>(
+      `SELECT r.deleted, r.version_id, v.content, ${visible} AS visible, ${this.patientsColumn(type, 'r', args)} AS patients
+         FROM resource r
          JOIN resource_version v ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id
-        WHERE r.resource_type = $1 AND r.id = $2`,
-      [type, id],
+        WHERE ${where}`,
+      args.values,
     );
     const row = rows[0];
     if (!row) throw notFound(`${type}/${id} not found`);
-    if (row.deleted || !row.content) throw gone(`${type}/${id} was deleted`);
+    if (row.deleted || !row.content) {
+      // Deleted resources keep no index rows: judge by the last version that had content.
+      const last = await exec.query<Row>(
+        `SELECT content FROM resource_version WHERE resource_type = $1 AND id = $2 AND content IS NOT NULL ORDER BY version_id DESC LIMIT 1`,
+        [type, id],
+      );
+      if (last[0]?.content && !canRead(scope, JSON.parse(last[0].content) as Resource)) throw hidden(`${type}/${id}`);
+      throw gone(`${type}/${id} was deleted`);
+    }
+    if (!row.visible) {
+      await this.audit(ctx, { interaction: 'read', resources: [`${type}/${id}`], patientIds: [], outcome: 'denied' }, exec);
+      throw hidden(`${type}/${id}`);
+    }
+    await this.audit(ctx, { interaction: 'read', resources: [`${type}/${id}`], patientIds: row.patients, outcome: 'success' }, exec);
     return JSON.parse(row.content) as Resource;
   }
 
-  async vread(type: string, id: string, versionId: string): Promise<Resource> {
+  async vread(ctx: AccessContext, type: string, id: string, versionId: string): Promise<Resource> {
     checkType(type);
     checkId(id);
     const vid = Number(versionId);
@@ -87,13 +209,21 @@ export class FhirRepository {
     const row = rows[0];
     if (!row) throw notFound(`${type}/${id}/_history/${versionId} not found`);
     if (row.deleted || !row.content) throw gone(`${type}/${id} version ${versionId} is a deletion`);
-    return JSON.parse(row.content) as Resource;
+    const resource = JSON.parse(row.content) as Resource;
+    const scope = await this.scope(ctx, this.db);
+    if (!canRead(scope, resource)) {
+      await this.audit(ctx, { interaction: 'vread', resources: [`${type}/${id}`], patientIds: [], outcome: 'denied' }, this.db);
+      throw hidden(`${type}/${id}/_history/${versionId}`);
+    }
+    await this.audit(ctx, { interaction: 'vread', resources: [`${type}/${id}`], patientIds: patientsOf(resource), outcome: 'success' }, this.db);
+    return resource;
   }
 
   /** Instance history (type and id) or type history (type only), newest first. */
-  async history(type: string, id: string | undefined, options: HistoryOptions = {}): Promise<Bundle> {
+  async history(ctx: AccessContext, type: string, id: string | undefined, options: HistoryOptions = {}): Promise<Bundle> {
     checkType(type);
     if (id) checkId(id);
+    const scope = await this.scope(ctx, this.db);
     const count = Math.min(options.count ?? 50, 1000);
     const args: unknown[] = [type];
     let where = 'resource_type = $1';
@@ -113,10 +243,30 @@ export class FhirRepository {
       args,
     );
     if (id && rows.length === 0) throw notFound(`${type}/${id} not found`);
+    // A version is shown when the caller may read it; a deletion when they may read the resource.
+    const readable = new Set<string>();
+    const patients = new Set<string>();
+    const shown = rows.filter((row) => {
+      if (!row.content) return true;
+      const resource = JSON.parse(row.content) as Resource;
+      if (!canRead(scope, resource)) return false;
+      readable.add(row.id);
+      patientsOf(resource).forEach((p) => patients.add(p));
+      return true;
+    }).filter((row) => row.content || readable.has(row.id));
+    if (id && shown.length === 0) {
+      await this.audit(ctx, { interaction: 'history-instance', resources: [`${type}/${id}`], patientIds: [], outcome: 'denied' }, this.db);
+      throw hidden(`${type}/${id}`);
+    }
+    await this.audit(
+      ctx,
+      { interaction: id ? 'history-instance' : 'history-type', resources: [...readable].map((r) => `${type}/${r}`), patientIds: [...patients], outcome: 'success' },
+      this.db,
+    );
     return {
       resourceType: 'Bundle',
       type: 'history',
-      entry: rows.map((row) => {
+      entry: shown.map((row) => {
         const fullUrl = `${this.baseUrl}/${row.resource_type}/${row.id}`;
         if (row.deleted || !row.content) {
           return {
@@ -138,22 +288,28 @@ export class FhirRepository {
 
   // ---------------------------------------------------------------- search
 
-  async search(type: string, pairs: [string, string][], exec: SqlExecutor = this.db): Promise<Bundle> {
+  async search(ctx: AccessContext, type: string, pairs: [string, string][], exec: SqlExecutor = this.db): Promise<Bundle> {
     checkType(type);
+    const scope = await this.scope(ctx, exec);
     const args = new SqlArgs();
     const parsed = parseSearch(type, pairs, args);
-    const where = [`r.resource_type = ${args.add(type)}`, 'NOT r.deleted', ...parsed.where];
+    const access = readCondition(type, scope, 'r', args);
+    const where = [`r.resource_type = ${args.add(type)}`, 'NOT r.deleted', ...parsed.where, ...(access ? [access] : [])];
 
     let total: number | undefined;
     if (parsed.total !== 'none' || parsed.summaryCount) {
       const countArgs = new SqlArgs();
       // Only the filters: parameters of sorting and paging would leave unused, untyped SQL arguments.
       const again = parseSearch(type, filterPairs(pairs), countArgs);
-      const countWhere = [`r.resource_type = ${countArgs.add(type)}`, 'NOT r.deleted', ...again.where];
+      const countAccess = readCondition(type, scope, 'r', countArgs);
+      const countWhere = [`r.resource_type = ${countArgs.add(type)}`, 'NOT r.deleted', ...again.where, ...(countAccess ? [countAccess] : [])];
       const rows = await exec.query<{ n: string }>(`SELECT count(*) AS n FROM resource r WHERE ${countWhere.join(' AND ')}`, countArgs.values);
       total = Number(rows[0]!.n);
     }
-    if (parsed.summaryCount) return { resourceType: 'Bundle', type: 'searchset', total, link: [this.selfLink(type, parsed)] };
+    if (parsed.summaryCount) {
+      await this.audit(ctx, { interaction: 'search-type', resources: [], patientIds: [], outcome: 'success', query: `${type}?${new URLSearchParams(pairs)}` }, exec);
+      return { resourceType: 'Bundle', type: 'searchset', total, link: [this.selfLink(type, parsed)] };
+    }
 
     const keyCols = parsed.sort.map((k, i) => `${k.expr} AS s${i}`);
     const order = (alias: string) =>
@@ -170,6 +326,17 @@ export class FhirRepository {
       ) q JOIN resource_version v ON v.resource_type = q.resource_type AND v.id = q.id AND v.version_id = q.version_id
       ORDER BY ${order('q')}`;
     const rows = parsed.count === 0 ? [] : await exec.query<Row & Record<string, unknown>>(sql, args.values);
+    const patientIds = new Set<string>();
+    if (scope && rows.length > 0) {
+      // Whose data was returned, for the audit trail (one query for the whole page).
+      const pArgs = new SqlArgs();
+      const pRows = await exec.query<{ patients: string[] }>(
+        `SELECT ${this.patientsColumn(type, 'r', pArgs)} AS patients FROM resource r
+          WHERE r.resource_type = ${pArgs.add(type)} AND r.id = ANY(${pArgs.add(rows.slice(0, parsed.count).map((r) => r.id))}::text[])`,
+        pArgs.values,
+      );
+      pRows.forEach((r) => r.patients.forEach((p) => patientIds.add(p)));
+    }
 
     const page = rows.slice(0, parsed.count);
     const entries: BundleEntry[] = page.map((row) => ({
@@ -184,7 +351,20 @@ export class FhirRepository {
       links.push({ relation: 'next', url: this.pageUrl(type, parsed, encodeCursor(cursorValues)) });
     }
     const matched = page.map((r) => ({ type: r.resource_type, id: r.id }));
-    entries.push(...(await this.included(parsed, matched, exec)));
+    const included = await this.included(parsed, matched, scope, exec);
+    entries.push(...included);
+    for (const e of included) patientsOf(e.resource!).forEach((p) => patientIds.add(p));
+    await this.audit(
+      ctx,
+      {
+        interaction: 'search-type',
+        resources: entries.map((e) => `${e.resource!.resourceType}/${e.resource!.id}`),
+        patientIds: [...patientIds],
+        outcome: 'success',
+        query: `${type}?${new URLSearchParams(pairs)}`,
+      },
+      exec,
+    );
     return { resourceType: 'Bundle', type: 'searchset', ...(total !== undefined ? { total } : {}), link: links, entry: entries };
   }
 
@@ -200,7 +380,12 @@ export class FhirRepository {
   }
 
   /** _include and _revinclude: one level, de-duplicated, never repeating a match. */
-  private async included(parsed: ParsedSearch, matched: { type: string; id: string }[], exec: SqlExecutor): Promise<BundleEntry[]> {
+  private async included(
+    parsed: ParsedSearch,
+    matched: { type: string; id: string }[],
+    scope: Scope | undefined,
+    exec: SqlExecutor,
+  ): Promise<BundleEntry[]> {
     if (matched.length === 0 || (parsed.includes.length === 0 && parsed.revincludes.length === 0)) return [];
     const seen = new Set(matched.map((m) => `${m.type}/${m.id}`));
     const wanted: [string, string][] = [];
@@ -229,7 +414,8 @@ export class FhirRepository {
       );
       for (const r of rows) want(rev.sourceType, r.id);
     }
-    const resources = await this.readMany(wanted, exec);
+    // Included resources pass the same access rule as matches: _include cannot reach other teams' data.
+    const resources = await this.readMany(wanted, exec, scope);
     return resources.map((resource) => ({
       fullUrl: `${this.baseUrl}/${resource.resourceType}/${resource.id}`,
       resource,
@@ -237,23 +423,30 @@ export class FhirRepository {
     }));
   }
 
-  /** Current, non-deleted versions of the given resources (missing ones are skipped). */
-  async readMany(keys: [string, string][], exec: SqlExecutor = this.db): Promise<Resource[]> {
-    if (keys.length === 0) return [];
-    const rows = await exec.query<Row>(
-      `SELECT v.content FROM unnest($1::text[], $2::text[]) AS k(resource_type, id)
-         JOIN resource r ON r.resource_type = k.resource_type AND r.id = k.id AND NOT r.deleted
-         JOIN resource_version v ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id`,
-      [keys.map((k) => k[0]), keys.map((k) => k[1])],
-    );
-    return rows.map((r) => JSON.parse(r.content!) as Resource);
+  /** Current, non-deleted versions of the given resources that the scope may read (others are skipped). */
+  private async readMany(keys: [string, string][], exec: SqlExecutor, scope: Scope | undefined): Promise<Resource[]> {
+    const resources: Resource[] = [];
+    for (const type of new Set(keys.map((k) => k[0]))) {
+      const args = new SqlArgs();
+      const ids = keys.filter((k) => k[0] === type).map((k) => k[1]);
+      const access = readCondition(type, scope, 'r', args);
+      const rows = await exec.query<Row>(
+        `SELECT v.content FROM resource r
+           JOIN resource_version v ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id
+          WHERE r.resource_type = ${args.add(type)} AND r.id = ANY(${args.add(ids)}::text[]) AND NOT r.deleted${access ? ` AND ${access}` : ''}`,
+        args.values,
+      );
+      resources.push(...rows.map((r) => JSON.parse(r.content!) as Resource));
+    }
+    return resources;
   }
 
   /**
    * Observation/$lastn: the latest `max` Observations per patient and code among those matching
    * the search parameters (patient/subject, category, code, date…).
    */
-  async lastn(pairs: [string, string][], exec: SqlExecutor = this.db): Promise<Bundle> {
+  async lastn(ctx: AccessContext, pairs: [string, string][], exec: SqlExecutor = this.db): Promise<Bundle> {
+    const scope = await this.scope(ctx, exec);
     let max = 1;
     const rest: [string, string][] = [];
     for (const [k, v] of pairs) {
@@ -267,7 +460,8 @@ export class FhirRepository {
     if (parsed.sort.length || parsed.includes.length || parsed.revincludes.length) {
       throw badRequest('$lastn takes search filters and max only (no _sort or _include)', ['_sort']);
     }
-    const where = [`r.resource_type = 'Observation'`, 'NOT r.deleted', ...parsed.where];
+    const access = readCondition('Observation', scope, 'r', args);
+    const where = [`r.resource_type = 'Observation'`, 'NOT r.deleted', ...parsed.where, ...(access ? [access] : [])];
     const rows = await exec.query<Row>(
       `SELECT v.content FROM (
          SELECT DISTINCT ON (x.id) x.id, x.version_id, x.hi FROM (
@@ -283,64 +477,85 @@ export class FhirRepository {
        ORDER BY l.hi DESC NULLS LAST, l.id`,
       args.values,
     );
+    const resources = rows.map((r) => JSON.parse(r.content!) as Resource);
+    await this.audit(
+      ctx,
+      {
+        interaction: 'operation',
+        resources: resources.map((r) => `Observation/${r.id}`),
+        patientIds: [...new Set(resources.flatMap(patientsOf))],
+        outcome: 'success',
+        query: `Observation/$lastn?${new URLSearchParams(pairs)}`,
+      },
+      exec,
+    );
     return {
       resourceType: 'Bundle',
       type: 'searchset',
-      total: rows.length,
-      entry: rows.map((r) => {
-        const resource = JSON.parse(r.content!) as Resource;
-        return { fullUrl: `${this.baseUrl}/Observation/${resource.id}`, resource, search: { mode: 'match' } };
-      }),
+      total: resources.length,
+      entry: resources.map((resource) => ({ fullUrl: `${this.baseUrl}/Observation/${resource.id}`, resource, search: { mode: 'match' } })),
     };
   }
 
   // ---------------------------------------------------------------- writes
 
-  async create(body: unknown, ifNoneExist?: string): Promise<WriteResult> {
+  async create(ctx: AccessContext, body: unknown, ifNoneExist?: string): Promise<WriteResult> {
     const resource = validate(body);
-    const [result] = await this.write([{ kind: 'create', resource, ifNoneExist }]);
+    const [result] = await this.write(ctx, [{ kind: 'create', resource, ifNoneExist }], 'create');
     // A matched condition returns the resource that already exists.
-    const stored = result!.resource ?? (await this.read(result!.type, result!.id));
+    const stored = result!.resource ?? (await this.read(ctx, result!.type, result!.id));
     return { resource: stored, created: result!.status === 201 };
   }
 
-  async update(type: string, id: string, body: unknown, ifMatch?: string): Promise<WriteResult> {
+  async update(ctx: AccessContext, type: string, id: string, body: unknown, ifMatch?: string): Promise<WriteResult> {
     checkType(type);
     checkId(id);
     const resource = validate(body, type);
     if (resource.id !== id) throw badRequest(`the resource id "${resource.id ?? ''}" must equal the URL id "${id}"`, [`${type}.id`]);
-    const [result] = await this.write([{ kind: 'update', type, id, resource, ifMatch }]);
+    const [result] = await this.write(ctx, [{ kind: 'update', type, id, resource, ifMatch }], 'update');
     return { resource: result!.resource!, created: result!.status === 201 };
   }
 
-  async conditionalUpdate(type: string, condition: string, body: unknown): Promise<WriteResult> {
+  async conditionalUpdate(ctx: AccessContext, type: string, condition: string, body: unknown): Promise<WriteResult> {
     checkType(type);
     const resource = validate(body, type);
-    const [result] = await this.write([{ kind: 'update', type, condition, resource }]);
+    const [result] = await this.write(ctx, [{ kind: 'update', type, condition, resource }], 'update');
     return { resource: result!.resource!, created: result!.status === 201 };
   }
 
-  async patch(type: string, id: string, patch: unknown, ifMatch?: string): Promise<Resource> {
+  async patch(ctx: AccessContext, type: string, id: string, patch: unknown, ifMatch?: string): Promise<Resource> {
     checkType(type);
     checkId(id);
     if (!Array.isArray(patch)) throw badRequest('a JSON Patch body must be an array of operations');
-    const [result] = await this.write([{ kind: 'patch', type, id, patch: patch as JsonPatchOperation[], ifMatch }]);
+    const [result] = await this.write(ctx, [{ kind: 'patch', type, id, patch: patch as JsonPatchOperation[], ifMatch }], 'patch');
     return result!.resource!;
   }
 
-  async delete(type: string, id: string): Promise<void> {
+  async delete(ctx: AccessContext, type: string, id: string): Promise<void> {
     checkType(type);
     checkId(id);
-    await this.write([{ kind: 'delete', type, id }]);
+    await this.write(ctx, [{ kind: 'delete', type, id }], 'delete');
   }
 
   /**
    * Runs writes atomically. A lone unconditional create is a single INSERT statement, atomic by
    * itself, so it skips BEGIN/COMMIT (two round trips fewer on the hottest path).
    */
-  private write(ops: WriteOp[]): Promise<OpResult[]> {
-    if (ops.length === 1 && ops[0]!.kind === 'create' && !ops[0]!.ifNoneExist) return this.applyWrites(this.db, ops);
-    return this.db.transaction((tx) => this.applyWrites(tx, ops), lockKeysOf(ops));
+  private async write(ctx: AccessContext, ops: WriteOp[], interaction: Interaction): Promise<OpResult[]> {
+    try {
+      if (ops.length === 1 && ops[0]!.kind === 'create' && !ops[0]!.ifNoneExist) return await this.applyWrites(this.db, ops, ctx, interaction);
+      return await this.db.transaction((tx) => this.applyWrites(tx, ops, ctx, interaction), lockKeysOf(ops));
+    } catch (err) {
+      await this.auditDenial(ctx, err, ops, interaction);
+      throw err;
+    }
+  }
+
+  /** A write refused by the access rules rolled back; its refusal is recorded on its own. */
+  private async auditDenial(ctx: AccessContext, err: unknown, ops: WriteOp[], interaction: Interaction): Promise<void> {
+    if (!(err instanceof AccessDenied)) return;
+    const resources = ops.map((op) => (op.kind === 'create' ? op.resource.resourceType : `${op.type}/${op.id ?? ''}`));
+    await this.audit(ctx, { interaction, resources, patientIds: [], outcome: 'denied', description: err.message }, this.db);
   }
 
   /**
@@ -349,14 +564,16 @@ export class FhirRepository {
    * All conditions are matched in one query; urn:uuid references between the resources are
    * rewritten to the assigned Type/id.
    */
-  async applyWrites(tx: SqlExecutor, ops: WriteOp[]): Promise<OpResult[]> {
+  async applyWrites(tx: SqlExecutor, ops: WriteOp[], ctx: AccessContext = SYSTEM, interaction: Interaction = 'transaction'): Promise<OpResult[]> {
     const now = new Date().toISOString();
+    const scope = await this.scope(ctx, tx);
     const results: (OpResult | undefined)[] = new Array(ops.length);
     const urnMap = new Map<string, string>();
 
     // 2. Resolve conditions (one query for all of them) and assign ids.
     const matches = await this.matchConditions(
       tx,
+      scope,
       ops.map((op) =>
         op.kind === 'create' && op.ifNoneExist
           ? { type: op.resource.resourceType, condition: op.ifNoneExist }
@@ -424,12 +641,17 @@ export class FhirRepository {
     const current = new Map<string, CurrentRow>();
     if (existingKeys.length > 0) {
       const rows = await tx.query<CurrentRow & { resource_type: string; id: string }>(
-        `SELECT r.resource_type, r.id, r.version_id, r.deleted FROM resource r
+        `SELECT r.resource_type, r.id, r.version_id, r.deleted, v.content FROM resource r
            JOIN unnest($1::text[], $2::text[]) AS k(resource_type, id) ON r.resource_type = k.resource_type AND r.id = k.id
+           JOIN resource_version v ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id
            FOR UPDATE OF r`,
         [existingKeys.map((k) => k.type), existingKeys.map((k) => k.id)],
       );
-      for (const r of rows) current.set(`${r.resource_type}/${r.id}`, r);
+      for (const r of rows) {
+        current.set(`${r.resource_type}/${r.id}`, r);
+        // What is already stored must be within reach too: nothing is taken over from another team.
+        if (scope && r.content && !canRead(scope, JSON.parse(r.content) as Resource)) throw hidden(`${r.resource_type}/${r.id}`);
+      }
     }
 
     // 4. Build the new versions.
@@ -452,6 +674,7 @@ export class FhirRepository {
           results[i] = { status: 204, type, id };
           continue;
         }
+        if (cur.content) checkWrite(scope, JSON.parse(cur.content) as Resource, 'delete');
         pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action: 'delete', replacesIndex: true });
         results[i] = { status: 204, type, id, versionId: nextVersion, lastModified: now };
         continue;
@@ -460,8 +683,7 @@ export class FhirRepository {
       if (op.kind === 'patch') {
         if (!cur) throw notFound(`${type}/${id} not found`);
         if (cur.deleted) throw gone(`${type}/${id} was deleted`);
-        const before = await this.read(type, id, tx);
-        const patched = applyJsonPatch(before, op.patch);
+        const patched = applyJsonPatch(JSON.parse(cur.content!) as Resource, op.patch);
         if (patched.resourceType !== type || patched.id !== id) throw FhirError.of(422, 'processing', 'a patch may not change resourceType or id');
         resource = validate(patched, type);
       } else {
@@ -473,11 +695,35 @@ export class FhirRepository {
         meta: { ...resource.meta, versionId: String(nextVersion), lastUpdated: now },
       } as Resource;
       const action = op.kind === 'create' || !cur ? 'create' : 'update';
+      checkWrite(scope, stored, action);
       pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action, resource: stored, replacesIndex: !!cur && !cur.deleted });
       results[i] = { status: cur && !cur.deleted ? 200 : 201, resource: stored, type, id, versionId: nextVersion, lastModified: now };
     }
 
     for (const [i, first] of sameAs) results[i] = { ...results[first]!, status: 200 };
+
+    // Starting a telemedicine act needs the patient's consent (emergencies go ahead, flagged).
+    const created = pending.filter((p) => p.action === 'create' && p.resource).map((p) => p.resource!);
+    for (const flag of await checkConsent(tx, created, now)) {
+      pending.push({ type: 'Flag', id: flag.id!, versionId: 1, lastUpdated: now, action: 'create', resource: { ...flag, meta: { versionId: '1', lastUpdated: now } }, replacesIndex: false });
+    }
+
+    if (ctx.kind === 'user') {
+      // The audit record commits with the write it records (same statement).
+      const written = pending.map((p) => ({ ref: `${p.type}/${p.id}`, patients: p.resource ? patientsOf(p.resource) : [] }));
+      for (const [k, cur] of current) if (cur.content) written.push({ ref: k, patients: patientsOf(JSON.parse(cur.content) as Resource) });
+      const emergency = new Set(scope?.emergencyPatientIds ?? []);
+      const patientIds = [...new Set(written.flatMap((w) => w.patients))];
+      pending.push(
+        auditVersion(ctx, {
+          interaction,
+          resources: [...new Set(written.map((w) => w.ref))],
+          patientIds,
+          outcome: 'success',
+          emergency: patientIds.some((p) => emergency.has(p)),
+        }, now),
+      );
+    }
 
     await writeVersions(tx, pending);
     return results as OpResult[];
@@ -489,6 +735,7 @@ export class FhirRepository {
    */
   private async matchConditions(
     tx: SqlExecutor,
+    scope: Scope | undefined,
     conditions: ({ type: string; condition: string } | undefined)[],
   ): Promise<Map<number, Match[]>> {
     const matches = new Map<number, Match[]>();
@@ -501,7 +748,9 @@ export class FhirRepository {
         throw badRequest(`invalid condition "${c.condition}": search parameters only, at least one`);
       }
       const parsed = parseSearch(c.type, pairs, args);
-      const where = [`r.resource_type = ${args.add(c.type)}`, 'NOT r.deleted', ...parsed.where];
+      // A condition only sees what the caller may read: it cannot probe other teams' records.
+      const access = readCondition(c.type, scope, 'r', args);
+      const where = [`r.resource_type = ${args.add(c.type)}`, 'NOT r.deleted', ...parsed.where, ...(access ? [access] : [])];
       parts.push(
         `(SELECT ${k} AS k, r.id, r.version_id, to_json(r.last_updated) #>> '{}' AS last_updated
             FROM resource r WHERE ${where.join(' AND ')} LIMIT 2)`,
@@ -518,33 +767,38 @@ export class FhirRepository {
 
   // ---------------------------------------------------------------- bundles
 
-  async transaction(bundle: Bundle): Promise<Bundle> {
+  async transaction(ctx: AccessContext, bundle: Bundle): Promise<Bundle> {
     const ops = prepareBundle(bundle, 'transaction');
+    const writeOps = ops.filter((o) => o.write).map((o) => o.write!);
     const results = await this.db.transaction(async (tx) => {
       const reads = ops.filter((o) => o.read);
       const writes = ops.filter((o) => o.write);
       // FHIR processing order: DELETE, POST, PUT/PATCH, then GET.
       const rank = (o: PreparedEntry) => (o.write!.kind === 'delete' ? 0 : o.write!.kind === 'create' ? 1 : 2);
       const ordered = [...writes].sort((a, b) => rank(a) - rank(b));
-      const writeResults = await this.applyWrites(tx, ordered.map((o) => o.write!));
+      const writeResults = await this.applyWrites(tx, ordered.map((o) => o.write!), ctx, 'transaction');
       const byIndex = new Map<number, BundleEntry>();
       ordered.forEach((o, k) => byIndex.set(o.index, responseEntry(this.baseUrl, writeResults[k]!, o.returnResource)));
-      for (const r of reads) byIndex.set(r.index, await this.readEntry(r.read!, tx));
+      for (const r of reads) byIndex.set(r.index, await this.readEntry(ctx, r.read!, tx));
       return ops.map((o) => byIndex.get(o.index)!);
-    }, lockKeysOf(ops.filter((o) => o.write).map((o) => o.write!)));
+    }, lockKeysOf(writeOps)).catch(async (err: unknown) => {
+      await this.auditDenial(ctx, err, writeOps, 'transaction');
+      throw err;
+    });
     return { resourceType: 'Bundle', type: 'transaction-response', entry: results };
   }
 
   /** Batch: each entry on its own; one entry's failure is reported in its response, not thrown. */
-  async batch(bundle: Bundle): Promise<Bundle> {
+  async batch(ctx: AccessContext, bundle: Bundle): Promise<Bundle> {
     const entries: BundleEntry[] = [];
     const ops = prepareBundle(bundle, 'batch');
     for (const o of ops) {
       try {
         if (o.error) throw o.error;
-        if (o.read) entries.push(await this.readEntry(o.read, this.db));
+        if (o.read) entries.push(await this.readEntry(ctx, o.read, this.db));
         else {
-          const [result] = await this.write([o.write!]);
+          const op = o.write!;
+          const [result] = await this.write(ctx, [op], op.kind);
           entries.push(responseEntry(this.baseUrl, result!, o.returnResource));
         }
       } catch (err) {
@@ -555,15 +809,15 @@ export class FhirRepository {
     return { resourceType: 'Bundle', type: 'batch-response', entry: entries };
   }
 
-  private async readEntry(url: string, exec: SqlExecutor): Promise<BundleEntry> {
+  private async readEntry(ctx: AccessContext, url: string, exec: SqlExecutor): Promise<BundleEntry> {
     const [path, query] = url.split('?', 2) as [string, string | undefined];
     const parts = path.split('/').filter(Boolean);
     if (parts.length === 1) {
-      const result = await this.search(parts[0]!, [...new URLSearchParams(query ?? '')], exec);
+      const result = await this.search(ctx, parts[0]!, [...new URLSearchParams(query ?? '')], exec);
       return { resource: result, response: { status: '200 OK' } };
     }
     if (parts.length === 2) {
-      const resource = await this.read(parts[0]!, parts[1]!, exec);
+      const resource = await this.read(ctx, parts[0]!, parts[1]!, exec);
       return { resource, response: { status: '200 OK', etag: `W/"${resource.meta?.versionId}"` } };
     }
     throw badRequest(`unsupported GET in bundle: ${url}`);

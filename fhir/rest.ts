@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { capabilityStatement } from './capability.js';
 import { FhirError, badRequest, notFound, outcome } from './errors.js';
+import type { AccessContext } from './access.js';
 import type { FhirRepository } from './repository.js';
 
 export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -9,6 +10,8 @@ export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 export interface FhirRestOptions {
   /** Largest accepted request body, after gzip decoding (e.g. "20mb"). */
   bodyLimit: string;
+  /** The caller of a request, as authenticated in front of this router (see server/auth). */
+  contextOf: (req: Request, res: Response) => AccessContext;
   onError?: (err: unknown) => void;
 }
 
@@ -24,6 +27,7 @@ export function fhirRouter(repo: FhirRepository, options: FhirRestOptions): expr
   // the limit applies to the decoded size. JSON is parsed below so errors become OperationOutcomes.
   router.use(express.raw({ type: () => true, limit: options.bodyLimit, inflate: true }));
 
+  const who = (req: Request, res: Response): AccessContext => options.contextOf(req, res);
   const wrap =
     (h: Handler) =>
     (req: Request, res: Response, next: NextFunction): void => {
@@ -37,30 +41,30 @@ export function fhirRouter(repo: FhirRepository, options: FhirRestOptions): expr
     wrap(async (req, res) => {
       const bundle = jsonBody(req) as Bundle;
       if (bundle?.resourceType !== 'Bundle') throw badRequest('POST to the base URL takes a Bundle', ['resourceType']);
-      if (bundle.type === 'transaction') return send(res, 200, await repo.transaction(bundle));
-      if (bundle.type === 'batch') return send(res, 200, await repo.batch(bundle));
+      if (bundle.type === 'transaction') return send(res, 200, await repo.transaction(who(req, res), bundle));
+      if (bundle.type === 'batch') return send(res, 200, await repo.batch(who(req, res), bundle));
       throw badRequest(`Bundle.type must be transaction or batch, not "${bundle.type ?? ''}"`, ['Bundle.type']);
     }),
   );
 
-  router.get('/Observation/\\$lastn', wrap(async (req, res) => send(res, 200, await repo.lastn(queryPairs(req)))));
+  router.get('/Observation/\\$lastn', wrap(async (req, res) => send(res, 200, await repo.lastn(who(req, res), queryPairs(req)))));
 
-  router.get('/:type/_history', wrap(async (req, res) => send(res, 200, await repo.history(p(req, 'type'), undefined, historyOptions(req)))));
+  router.get('/:type/_history', wrap(async (req, res) => send(res, 200, await repo.history(who(req, res), p(req, 'type'), undefined, historyOptions(req)))));
   router.get(
     '/:type/:id/_history',
-    wrap(async (req, res) => send(res, 200, await repo.history(p(req, 'type'), p(req, 'id'), historyOptions(req)))),
+    wrap(async (req, res) => send(res, 200, await repo.history(who(req, res), p(req, 'type'), p(req, 'id'), historyOptions(req)))),
   );
   router.get(
     '/:type/:id/_history/:vid',
-    wrap(async (req, res) => sendResource(res, 200, await repo.vread(p(req, 'type'), p(req, 'id'), p(req, 'vid')))),
+    wrap(async (req, res) => sendResource(res, 200, await repo.vread(who(req, res), p(req, 'type'), p(req, 'id'), p(req, 'vid')))),
   );
 
-  router.get('/:type', wrap(async (req, res) => send(res, 200, await repo.search(p(req, 'type'), queryPairs(req)))));
+  router.get('/:type', wrap(async (req, res) => send(res, 200, await repo.search(who(req, res), p(req, 'type'), queryPairs(req)))));
   router.post(
     '/:type/_search',
     wrap(async (req, res) => {
       const form = req.body instanceof Buffer ? req.body.toString('utf8') : '';
-      send(res, 200, await repo.search(p(req, 'type'), [...queryPairs(req), ...new URLSearchParams(form)]));
+      send(res, 200, await repo.search(who(req, res), p(req, 'type'), [...queryPairs(req), ...new URLSearchParams(form)]));
     }),
   );
 
@@ -72,7 +76,7 @@ export function fhirRouter(repo: FhirRepository, options: FhirRestOptions): expr
         throw badRequest(`resourceType "${body.resourceType}" does not match the URL's type ${p(req, 'type')}`, ['resourceType']);
       }
       repoTypeCheck(p(req, 'type'));
-      const result = await repo.create(body, header(req, 'if-none-exist'));
+      const result = await repo.create(who(req, res), body, header(req, 'if-none-exist'));
       res.setHeader('Location', `${repo.baseUrl}/${result.resource.resourceType}/${result.resource.id}/_history/${result.resource.meta?.versionId}`);
       sendResource(res, result.created ? 201 : 200, result.resource, req);
     }),
@@ -83,16 +87,16 @@ export function fhirRouter(repo: FhirRepository, options: FhirRestOptions): expr
     wrap(async (req, res) => {
       const condition = new URLSearchParams(queryPairs(req)).toString();
       if (!condition) throw badRequest('PUT on a type needs search parameters (conditional update) or an id in the URL');
-      const result = await repo.conditionalUpdate(p(req, 'type'), condition, jsonBody(req));
+      const result = await repo.conditionalUpdate(who(req, res), p(req, 'type'), condition, jsonBody(req));
       sendResource(res, result.created ? 201 : 200, result.resource, req);
     }),
   );
 
-  router.get('/:type/:id', wrap(async (req, res) => sendResource(res, 200, await repo.read(p(req, 'type'), p(req, 'id')))));
+  router.get('/:type/:id', wrap(async (req, res) => sendResource(res, 200, await repo.read(who(req, res), p(req, 'type'), p(req, 'id')))));
   router.put(
     '/:type/:id',
     wrap(async (req, res) => {
-      const result = await repo.update(p(req, 'type'), p(req, 'id'), jsonBody(req), header(req, 'if-match'));
+      const result = await repo.update(who(req, res), p(req, 'type'), p(req, 'id'), jsonBody(req), header(req, 'if-match'));
       if (result.created) res.setHeader('Location', `${repo.baseUrl}/${p(req, 'type')}/${p(req, 'id')}/_history/1`);
       sendResource(res, result.created ? 201 : 200, result.resource, req);
     }),
@@ -104,13 +108,13 @@ export function fhirRouter(repo: FhirRepository, options: FhirRestOptions): expr
       if (!type.includes('json-patch+json')) {
         throw FhirError.of(415, 'not-supported', 'PATCH takes a JSON Patch (Content-Type: application/json-patch+json)');
       }
-      sendResource(res, 200, await repo.patch(p(req, 'type'), p(req, 'id'), jsonBody(req), header(req, 'if-match')), req);
+      sendResource(res, 200, await repo.patch(who(req, res), p(req, 'type'), p(req, 'id'), jsonBody(req), header(req, 'if-match')), req);
     }),
   );
   router.delete(
     '/:type/:id',
     wrap(async (req, res) => {
-      await repo.delete(p(req, 'type'), p(req, 'id'));
+      await repo.delete(who(req, res), p(req, 'type'), p(req, 'id'));
       res.status(204).end();
     }),
   );
