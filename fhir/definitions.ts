@@ -1,4 +1,5 @@
 import {
+  getSearchParameterDetails,
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
   parseFhirPath,
@@ -44,6 +45,8 @@ export interface IndexedParam {
   expressionText: string;
   /** For reference parameters: the resource types it may point to. */
   targets: string[];
+  /** True when a resource may hold several values (then it may have several index rows). */
+  multiple: boolean;
   url: string;
 }
 
@@ -81,6 +84,7 @@ export function loadDefinitions(): void {
         expressionText: expressionFor(base, sp.expression),
         targets: sp.target ?? [],
         url: sp.url,
+        multiple: isMultiple(base, sp),
       });
     }
   }
@@ -116,6 +120,14 @@ function splitTopLevelUnion(expression: string): string[] {
   }
   branches.push(expression.slice(start).trim());
   return branches;
+}
+
+function isMultiple(type: string, sp: SearchParameter): boolean {
+  try {
+    return getSearchParameterDetails(type, sp).array ?? true;
+  } catch {
+    return true;
+  }
 }
 
 export function isSupportedType(type: string): type is SupportedType {

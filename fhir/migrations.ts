@@ -106,6 +106,16 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX access_grant_account ON access_grant (account_id, expires_at);
     `,
   },
+  {
+    version: 3,
+    name: 'date index keyed by patient',
+    sql: `
+      -- The patient a dated value belongs to (its compartment), so "the latest vitals of a patient"
+      -- walks one patient's dates in order and stops after a page instead of sorting all of them.
+      ALTER TABLE sp_date ADD COLUMN patient text;
+      CREATE INDEX sp_date_patient ON sp_date (resource_type, code, patient, hi) WHERE patient IS NOT NULL;
+    `,
+  },
 ];
 
 const LOCK_KEY = 724_311_001; // arbitrary, constant: "hub schema migrations"

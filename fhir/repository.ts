@@ -325,7 +325,12 @@ export class FhirRepository {
         ORDER BY ${order('f')} LIMIT ${limit}
       ) q JOIN resource_version v ON v.resource_type = q.resource_type AND v.id = q.id AND v.version_id = q.version_id
       ORDER BY ${order('q')}`;
-    const rows = parsed.count === 0 ? [] : await exec.query<Row & Record<string, unknown>>(sql, args.values);
+    const rows =
+      parsed.count === 0
+        ? []
+        : usesPatientDateIndex(parsed)
+          ? await this.patientDatePage(type, pairs, parsed, scope, exec)
+          : await exec.query<Row & Record<string, unknown>>(sql, args.values);
     const patientIds = new Set<string>();
     if (scope && rows.length > 0) {
       // Whose data was returned, for the audit trail (one query for the whole page).
@@ -366,6 +371,69 @@ export class FhirRepository {
       exec,
     );
     return { resourceType: 'Bundle', type: 'searchset', ...(total !== undefined ? { total } : {}), link: links, entry: entries };
+  }
+
+  /**
+   * One page of a patient's resources newest first by a single-valued date ("latest vitals"): walks
+   * the patient-keyed date index in order and stops after a page, whatever the patient's history
+   * size. Resources it does not cover (no date, or in several patients' compartments) follow, as
+   * resources without a sort value do in the general ordering.
+   */
+  private async patientDatePage(
+    type: string,
+    pairs: [string, string][],
+    parsed: ParsedSearch,
+    scope: Scope | undefined,
+    exec: SqlExecutor,
+  ): Promise<(Row & Record<string, unknown>)[]> {
+    const code = parsed.sort[0]!.param!.code;
+    const limit = parsed.count + 1;
+    const build = () => {
+      const args = new SqlArgs();
+      const filters = parseSearch(type, pairs.filter(([name]) => !name.startsWith('_sort') && name !== '_cursor'), args);
+      const access = readCondition(type, scope, 'r', args);
+      return { args, where: [`r.resource_type = ${args.add(type)}`, 'NOT r.deleted', ...filters.where, ...(access ? [access] : [])] };
+    };
+    const content = (inner: string, order: string) => `
+      SELECT q.*, v.content FROM (${inner}) q
+        JOIN resource_version v ON v.resource_type = q.resource_type AND v.id = q.id AND v.version_id = q.version_id
+       ORDER BY ${order}`;
+    const cursor = parsed.cursor;
+    let rows: (Row & Record<string, unknown>)[] = [];
+    if (!cursor || cursor[0] !== null) {
+      const { args, where } = build();
+      const after = cursor
+        ? `AND (k.hi < ${args.add(cursor[0])}::timestamptz OR (k.hi = ${args.add(cursor[0])}::timestamptz AND r.id > ${args.add(String(cursor[1]))}))`
+        : '';
+      rows = await exec.query(
+        content(
+          `SELECT r.resource_type, r.id, r.version_id, k.hi AS s0
+             FROM sp_date k JOIN resource r ON r.resource_type = k.resource_type AND r.id = k.id
+            WHERE k.resource_type = ${args.add(type)} AND k.code = ${args.add(code)} AND k.patient = ${args.add(parsed.patientId)}
+              AND ${where.join(' AND ')} ${after}
+            ORDER BY k.hi DESC, r.id LIMIT ${args.add(limit)}`,
+          'q.s0 DESC, q.id',
+        ),
+        args.values,
+      );
+    }
+    if (rows.length < limit) {
+      const { args, where } = build();
+      const after = cursor && cursor[0] === null ? `AND r.id > ${args.add(String(cursor[1]))}` : '';
+      const rest = await exec.query<Row & Record<string, unknown>>(
+        content(
+          `SELECT r.resource_type, r.id, r.version_id, NULL::timestamptz AS s0 FROM resource r
+            WHERE ${where.join(' AND ')} ${after}
+              AND NOT EXISTS (SELECT 1 FROM sp_date k WHERE k.resource_type = r.resource_type AND k.id = r.id
+                                AND k.code = ${args.add(code)} AND k.patient = ${args.add(parsed.patientId)})
+            ORDER BY r.id LIMIT ${args.add(limit - rows.length)}`,
+          'q.id',
+        ),
+        args.values,
+      );
+      rows = [...rows, ...rest];
+    }
+    return rows;
   }
 
   private selfLink(type: string, parsed: ParsedSearch) {
@@ -654,6 +722,11 @@ export class FhirRepository {
       }
     }
 
+    // Patients this very write brings into being are within reach of the rest of it (their own
+    // check refuses any the caller's organization does not follow): an exam may come with its patient.
+    const newPatients = targets.filter((t, i) => t.type === 'Patient' && (ops[i]!.kind === 'create' || ops[i]!.kind === 'update') && !results[i] && !current.has(`Patient/${t.id}`));
+    const writeScope = scope && newPatients.length > 0 ? { ...scope, patientIds: [...scope.patientIds, ...newPatients.map((t) => t.id)] } : scope;
+
     // 4. Build the new versions.
     const pending: PendingVersion[] = [];
     for (let i = 0; i < ops.length; i++) {
@@ -695,7 +768,7 @@ export class FhirRepository {
         meta: { ...resource.meta, versionId: String(nextVersion), lastUpdated: now },
       } as Resource;
       const action = op.kind === 'create' || !cur ? 'create' : 'update';
-      checkWrite(scope, stored, action);
+      checkWrite(writeScope, stored, action);
       pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action, resource: stored, replacesIndex: !!cur && !cur.deleted });
       results[i] = { status: cur && !cur.deleted ? 200 : 201, resource: stored, type, id, versionId: nextVersion, lastModified: now };
     }
@@ -932,6 +1005,12 @@ function lockKeysOf(ops: WriteOp[]): string[] {
           ? [`${op.type}/${op.id}`]
           : [],
   );
+}
+
+/** Newest first by one single-valued date, within one patient: the patient-keyed date index serves it. */
+function usesPatientDateIndex(parsed: ParsedSearch): boolean {
+  const key = parsed.sort[0];
+  return parsed.sort.length === 1 && !!parsed.patientId && key?.dir === 'desc' && key.param?.kind === 'date' && !key.param.multiple;
 }
 
 const CONTROL_IN_CONDITION = /^_(count|sort|include|revinclude|total|cursor|summary)/;

@@ -1,4 +1,5 @@
 import { searchParam, isSupportedType, type IndexedParam } from './definitions.js';
+import { compartmentParams } from './access-policy.js';
 import { badRequest, notSupported } from './errors.js';
 import { dateRange, normalizeString, parseReference } from './indexer.js';
 
@@ -16,6 +17,8 @@ export interface SortKey {
   /** SQL expression over alias r; never NULL-safe by itself. */
   expr: string;
   dir: Direction;
+  /** The search parameter sorted on (absent for _id and _lastUpdated). */
+  param?: IndexedParam;
 }
 
 export interface IncludeSpec {
@@ -34,6 +37,8 @@ export interface ParsedSearch {
   includes: IncludeSpec[];
   revincludes: IncludeSpec[];
   cursor?: unknown[];
+  /** Set when the search is restricted to one patient's compartment (subject=Patient/x, patient=x). */
+  patientId?: string;
   /** The query pairs that define the result set (for self/next links). */
   canonical: [string, string][];
 }
@@ -184,6 +189,18 @@ function paramCondition(type: string, name: string, rawValue: string, alias: str
   const ors = splitOr(rawValue).map((v) => valueCondition(param, modifier, v, t, args, name));
   const sql = `EXISTS (SELECT 1 FROM sp_${param.kind} ${t} WHERE ${owner(alias, t)} AND ${t}.code = ${args.add(code)} AND (${ors.join(' OR ')}))`;
   return negate ? `NOT ${sql}` : sql;
+}
+
+/** The patient a filter pins the search to: subject=Patient/x, patient=x, subject:Patient=x. */
+function patientOfFilter(type: string, name: string, value: string): string | undefined {
+  const [code, modifier] = name.split(':', 2) as [string, string | undefined];
+  if (value.includes(',') || (modifier && modifier !== 'Patient')) return undefined;
+  const param = searchParam(type, code);
+  if (param?.kind !== 'reference' || !compartmentParams(type).includes(code)) return undefined;
+  const parsed = parseReference(value);
+  if (parsed) return parsed[0] === 'Patient' ? parsed[1] : undefined;
+  const onlyPatients = modifier === 'Patient' || (param.targets.length === 1 && param.targets[0] === 'Patient');
+  return onlyPatients && /^[A-Za-z0-9\-.]{1,64}$/.test(value) ? value : undefined;
 }
 
 /** The instants a date condition can match at all: [lower, upper] (null = unbounded). */
@@ -342,6 +359,7 @@ function sortKey(type: string, spec: string, args: SqlArgs): SortKey {
   return {
     expr: `(SELECT ${agg}(k.${col}) FROM sp_${param.kind} k WHERE k.resource_type = r.resource_type AND k.id = r.id AND k.code = ${args.add(code)})`,
     dir,
+    param,
   };
 }
 
@@ -411,6 +429,7 @@ export function parseSearch(type: string, pairs: [string, string][], args: SqlAr
     }
     if (value === '') continue; // FHIR: an empty parameter value is ignored
     parsed.canonical.push([name, value]);
+    parsed.patientId ??= patientOfFilter(type, name, value);
     const dateParam = searchParam(type, name);
     if (dateParam?.kind === 'date' && !value.includes(',')) {
       (dateRanges.get(name) ?? dateRanges.set(name, []).get(name)!).push(value);

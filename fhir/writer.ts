@@ -1,5 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { SqlExecutor } from './db.js';
+import { compartmentParams } from './access-policy.js';
 import { emptyIndexRows, indexResource, type IndexRows } from './indexer.js';
 
 export type WriteAction = 'create' | 'update' | 'delete';
@@ -20,12 +21,20 @@ export interface PendingVersion {
 const INDEX_TABLES: { table: keyof IndexRows; columns: string[]; casts: string[] }[] = [
   { table: 'token', columns: ['code', 'system', 'value'], casts: ['text', 'text', 'text'] },
   { table: 'string', columns: ['code', 'norm', 'exact'], casts: ['text', 'text', 'text'] },
-  { table: 'date', columns: ['code', 'lo', 'hi'], casts: ['text', 'timestamptz', 'timestamptz'] },
+  { table: 'date', columns: ['code', 'lo', 'hi', 'patient'], casts: ['text', 'timestamptz', 'timestamptz', 'text'] },
   { table: 'reference', columns: ['code', 'target_type', 'target_id', 'ref'], casts: ['text', 'text', 'text', 'text'] },
   { table: 'number', columns: ['code', 'value'], casts: ['text', 'numeric'] },
   { table: 'quantity', columns: ['code', 'value', 'system', 'unit'], casts: ['text', 'numeric', 'text', 'text'] },
   { table: 'uri', columns: ['code', 'value'], casts: ['text', 'text'] },
 ];
+
+/** The one patient whose compartment a resource is in (null when none or several). */
+function compartmentPatient(resource: Resource, rows: IndexRows): string | null {
+  if (resource.resourceType === 'Patient') return resource.id ?? null;
+  const params = compartmentParams(resource.resourceType);
+  const ids = new Set(rows.reference.filter(([code, type]) => type === 'Patient' && params.includes(code)).map((r) => r[2]));
+  return ids.size === 1 ? [...ids][0]! : null;
+}
 
 /**
  * Stores a set of new versions with as few round trips as possible: one statement drops the
@@ -88,9 +97,10 @@ export async function writeVersions(tx: SqlExecutor, versions: PendingVersion[])
   for (const v of versions) {
     if (!v.resource) continue;
     const rows = indexResource(v.resource);
+    const patient = compartmentPatient(v.resource, rows);
     for (const key of Object.keys(rows) as (keyof IndexRows)[]) {
       for (const row of rows[key]) {
-        (all[key] as unknown[][]).push(row);
+        (all[key] as unknown[][]).push(key === 'date' ? [...row, patient] : row);
         owners[key][0].push(v.type);
         owners[key][1].push(v.id);
       }
