@@ -852,7 +852,9 @@ export class FhirRepository {
       const writeResults = await this.applyWrites(tx, ordered.map((o) => o.write!), ctx, 'transaction');
       const byIndex = new Map<number, BundleEntry>();
       ordered.forEach((o, k) => byIndex.set(o.index, responseEntry(this.baseUrl, writeResults[k]!, o.returnResource)));
-      for (const r of reads) byIndex.set(r.index, await this.readEntry(ctx, r.read!, tx));
+      // Reads come after the writes: their reach includes what the writes just created.
+      const afterWrites = fresh(ctx);
+      for (const r of reads) byIndex.set(r.index, await this.readEntry(afterWrites, r.read!, tx));
       return ops.map((o) => byIndex.get(o.index)!);
     }, lockKeysOf(writeOps)).catch(async (err: unknown) => {
       await this.auditDenial(ctx, err, writeOps, 'transaction');
@@ -866,12 +868,14 @@ export class FhirRepository {
     const entries: BundleEntry[] = [];
     const ops = prepareBundle(bundle, 'batch');
     for (const o of ops) {
+      // Each entry is its own request: its reach includes what earlier entries created.
+      const entryCtx = fresh(ctx);
       try {
         if (o.error) throw o.error;
-        if (o.read) entries.push(await this.readEntry(ctx, o.read, this.db));
+        if (o.read) entries.push(await this.readEntry(entryCtx, o.read, this.db));
         else {
           const op = o.write!;
-          const [result] = await this.write(ctx, [op], op.kind);
+          const [result] = await this.write(entryCtx, [op], op.kind);
           entries.push(responseEntry(this.baseUrl, result!, o.returnResource));
         }
       } catch (err) {
@@ -1005,6 +1009,11 @@ function lockKeysOf(ops: WriteOp[]): string[] {
           ? [`${op.type}/${op.id}`]
           : [],
   );
+}
+
+/** A copy of the caller's context: its reach (cached per context object) is computed anew. */
+function fresh(ctx: AccessContext): AccessContext {
+  return ctx.kind === 'user' ? { ...ctx } : ctx;
 }
 
 /** Newest first by one single-valued date, within one patient: the patient-keyed date index serves it. */

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from 'fhir-kit-client';
 import type { Bundle, BundleEntry, DiagnosticReport, Observation, OperationOutcome, Patient } from '@medplum/fhirtypes';
 import { backends, startTestHub, type TestHub } from './harness.js';
-import { body, count, create, failure, httpResponse, matchIds, put, read, search, sorted, unique } from './support.js';
+import { body, count, create, failure, followed, followedPatient, httpResponse, matchIds, patientRef, put, read, search, sorted, unique } from './support.js';
 
 const INS_NIR = 'urn:oid:1.2.250.1.213.1.4.8';
 const LOINC = 'http://loinc.org';
@@ -25,7 +25,7 @@ function examBundle(nir: string, readingKeys: string[]): Bundle {
     entry: [
       {
         fullUrl: patientUrn,
-        resource: { resourceType: 'Patient', identifier: [{ system: INS_NIR, value: nir }], name: [{ family: 'Valise' }] },
+        resource: followed({ identifier: [{ system: INS_NIR, value: nir }], name: [{ family: 'Valise' }] }),
         request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${INS_NIR}|${nir}` },
       },
       ...readingKeys.map(
@@ -110,7 +110,7 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
         },
         {
           fullUrl: patientUrn,
-          resource: { resourceType: 'Patient', identifier: [{ system: INS_NIR, value: nir }] },
+          resource: followed({ identifier: [{ system: INS_NIR, value: nir }] }),
           request: { method: 'POST', url: 'Patient' },
         },
       ],
@@ -141,12 +141,15 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
           resourceType: 'Bundle',
           type: 'transaction',
           entry: [
-            { fullUrl: 'urn:uuid:a1', resource: { resourceType: 'Patient', name: [{ family: 'Valide' }] }, request: { method: 'POST', url: 'Patient' } },
+            { fullUrl: 'urn:uuid:a1', resource: followed({ name: [{ family: 'Valide' }] }), request: { method: 'POST', url: 'Patient' } },
             {
               resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'urn:uuid:a1' }, effectiveDateTime: 'hier' },
               request: { method: 'POST', url: 'Observation' },
             },
-            { resource: { resourceType: 'Encounter', status: 'finished', class: { code: 'VR' } }, request: { method: 'POST', url: 'Encounter' } },
+            {
+              resource: { resourceType: 'Encounter', status: 'finished', class: { code: 'VR' }, subject: { reference: 'urn:uuid:a1' } },
+              request: { method: 'POST', url: 'Encounter' },
+            },
           ],
         }),
       }),
@@ -158,7 +161,7 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
   });
 
   it('stores nothing of a transaction whose entry fails at write time with a stale If-Match, and answers 412', async () => {
-    const target = await create(client, { resourceType: 'Patient', name: [{ family: 'Cible' }] });
+    const target = await followedPatient(client, { name: [{ family: 'Cible' }] });
     const current = await put(client, { ...target, name: [{ family: 'Cible-2' }] });
     const before = await storedCounts();
     const { status, outcome } = await failure(
@@ -167,8 +170,8 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
           resourceType: 'Bundle',
           type: 'transaction',
           entry: [
-            { resource: { resourceType: 'Patient', name: [{ family: 'Nouveau' }] }, request: { method: 'POST', url: 'Patient' } },
-            { resource: { resourceType: 'Encounter', status: 'finished', class: { code: 'VR' } }, request: { method: 'POST', url: 'Encounter' } },
+            { resource: followed({ name: [{ family: 'Nouveau' }] }), request: { method: 'POST', url: 'Patient' } },
+            { resource: { resourceType: 'Encounter', status: 'finished', class: { code: 'VR' }, subject: patientRef(target) }, request: { method: 'POST', url: 'Encounter' } },
             {
               resource: { ...target, name: [{ family: 'Écrasé' }] },
               request: { method: 'PUT', url: `Patient/${target.id}`, ifMatch: 'W/"1"' },
@@ -184,9 +187,9 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
   });
 
   it('stores nothing of a transaction whose delete and update precede an entry that fails at write time', async () => {
-    const toDelete = await create(client, { resourceType: 'Patient', name: [{ family: 'ÀSupprimer' }] });
-    const toUpdate = await create(client, { resourceType: 'Patient', name: [{ family: 'ÀModifier' }] });
-    const toPatch = await create(client, { resourceType: 'Patient', name: [{ family: 'ÀPatcher' }], gender: 'female' });
+    const toDelete = await followedPatient(client, { name: [{ family: 'ÀSupprimer' }] });
+    const toUpdate = await followedPatient(client, { name: [{ family: 'ÀModifier' }] });
+    const toPatch = await followedPatient(client, { name: [{ family: 'ÀPatcher' }], gender: 'female' });
     const before = await storedCounts();
     const failingPatch = [{ op: 'test', path: '/gender', value: 'male' }];
     const { status, outcome } = await failure(
@@ -197,7 +200,7 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
           entry: [
             { request: { method: 'DELETE', url: `Patient/${toDelete.id}` } },
             { resource: { ...toUpdate, gender: 'female' }, request: { method: 'PUT', url: `Patient/${toUpdate.id}` } },
-            { resource: { resourceType: 'Patient', name: [{ family: 'Nouveau' }] }, request: { method: 'POST', url: 'Patient' } },
+            { resource: followed({ name: [{ family: 'Nouveau' }] }), request: { method: 'POST', url: 'Patient' } },
             {
               resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: Buffer.from(JSON.stringify(failingPatch)).toString('base64') },
               request: { method: 'PATCH', url: `Patient/${toPatch.id}` },
@@ -215,9 +218,10 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
   });
 
   it('applies DELETE, POST, PUT, PATCH and GET entries of one transaction and answers in entry order', async () => {
-    const doomed = await create(client, { resourceType: 'Patient', name: [{ family: 'Supprimé' }] });
-    const edited = await create(client, { resourceType: 'Patient', name: [{ family: 'Édité' }] });
-    const patched = await create(client, { resourceType: 'Patient', name: [{ family: 'Patché' }] });
+    const edited = await followedPatient(client, { name: [{ family: 'Édité' }] });
+    const patched = await followedPatient(client, { name: [{ family: 'Patché' }] });
+    // A deleted Patient leaves the GP's care (404): the deletion is checked on a reading of a followed patient.
+    const doomed = await create(client, { resourceType: 'Observation', status: 'final', code: { text: 'Supprimé' }, subject: patientRef(edited) });
     const putId = unique('put');
     const response = await transaction({
       resourceType: 'Bundle',
@@ -225,18 +229,18 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
       entry: [
         { request: { method: 'GET', url: `Patient/${edited.id}` } },
         { resource: { ...edited, gender: 'male' }, request: { method: 'PUT', url: `Patient/${edited.id}`, ifMatch: 'W/"1"' } },
-        { resource: { resourceType: 'Patient', id: putId }, request: { method: 'PUT', url: `Patient/${putId}` } },
-        { request: { method: 'DELETE', url: `Patient/${doomed.id}` } },
+        { resource: followed({ id: putId }), request: { method: 'PUT', url: `Patient/${putId}` } },
+        { request: { method: 'DELETE', url: `Observation/${doomed.id}` } },
         {
           resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: Buffer.from(JSON.stringify([{ op: 'add', path: '/gender', value: 'other' }])).toString('base64') },
           request: { method: 'PATCH', url: `Patient/${patched.id}` },
         },
-        { resource: { resourceType: 'Patient', name: [{ family: 'Créé' }] }, request: { method: 'POST', url: 'Patient' } },
+        { resource: followed({ name: [{ family: 'Créé' }] }), request: { method: 'POST', url: 'Patient' } },
       ],
     });
     expect(response.entry!.map((e) => e.response?.status.split(' ')[0])).toEqual(['200', '200', '201', '204', '200', '201']);
     expect(response.entry![1]!.response?.etag).toBe('W/"2"');
-    expect((await failure(client.read({ resourceType: 'Patient', id: doomed.id! }))).status).toBe(410);
+    expect((await failure(client.read({ resourceType: 'Observation', id: doomed.id! }))).status).toBe(410);
     expect((await read<Patient>(client, 'Patient', edited.id!)).gender).toBe('male');
     expect((await read<Patient>(client, 'Patient', patched.id!)).gender).toBe('other');
     expect((await read<Patient>(client, 'Patient', putId)).meta?.versionId).toBe('1');
@@ -244,16 +248,16 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
   });
 
   it('applies the good entries of a batch and reports the bad one with an OperationOutcome in its response', async () => {
-    const target = await create(client, { resourceType: 'Patient', name: [{ family: 'Lot' }] });
+    const target = await followedPatient(client, { name: [{ family: 'Lot' }] });
     await put(client, { ...target, gender: 'female' });
     const family = unique('Lot');
     const response = await batch({
       resourceType: 'Bundle',
       type: 'batch',
       entry: [
-        { resource: { resourceType: 'Patient', name: [{ family }] }, request: { method: 'POST', url: 'Patient' } },
-        { resource: { resourceType: 'Patient', name: [{ family }], birthDate: 'demain' } as Patient, request: { method: 'POST', url: 'Patient' } },
-        { resource: { resourceType: 'Patient', name: [{ family }] }, request: { method: 'POST', url: 'Patient' } },
+        { resource: followed({ name: [{ family }] }), request: { method: 'POST', url: 'Patient' } },
+        { resource: followed({ name: [{ family }], birthDate: 'demain' }), request: { method: 'POST', url: 'Patient' } },
+        { resource: followed({ name: [{ family }] }), request: { method: 'POST', url: 'Patient' } },
         { resource: { ...target, gender: 'male' }, request: { method: 'PUT', url: `Patient/${target.id}`, ifMatch: 'W/"1"' } },
         { request: { method: 'GET', url: `Patient/${target.id}` } },
         { request: { method: 'GET', url: `Patient/${unique('missing')}` } },
@@ -311,7 +315,7 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
     const nir = unique('nir');
     const patientEntry = (fullUrl: string): BundleEntry => ({
       fullUrl,
-      resource: { resourceType: 'Patient', identifier: [{ system: INS_NIR, value: nir }] },
+      resource: followed({ identifier: [{ system: INS_NIR, value: nir }] }),
       request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${INS_NIR}|${nir}` },
     });
     const reading = (subject: string): BundleEntry => ({
@@ -354,8 +358,8 @@ describe.each(backends())('FHIR transaction and batch bundles on $name', (backen
             resourceType: 'Bundle',
             type: 'transaction',
             entry: [
-              { resource: { resourceType: 'Patient' }, request: { method: 'POST', url: 'Patient' } },
-              { resource: { resourceType: 'Patient' }, request: request as BundleEntry['request'] },
+              { resource: followed(), request: { method: 'POST', url: 'Patient' } },
+              { resource: followed(), request: request as BundleEntry['request'] },
             ],
           }),
         }),

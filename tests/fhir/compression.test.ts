@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from 'fhir-kit-client';
 import type { Bundle, CapabilityStatement, Observation, OperationOutcome, Patient } from '@medplum/fhirtypes';
 import { backends, startTestHub, type TestHub } from './harness.js';
-import { count, create, matchIds, read, search, unique } from './support.js';
+import { count, followed, followedPatient, matchIds, read, search, unique } from './support.js';
 
 interface RawResponse {
   status: number;
@@ -42,7 +42,7 @@ describe.each(backends())('FHIR request and response compression on $name', (bac
 
   it('accepts a gzip-compressed resource and stores it as sent', async () => {
     const family = unique('Gzip');
-    const patient: Patient = { resourceType: 'Patient', name: [{ family, given: ['Élodie'] }] };
+    const patient: Patient = followed({ name: [{ family, given: ['Élodie'] }] });
     const response = await rawRequest(`${hub.baseUrl}/Patient`, {
       method: 'POST',
       headers: { 'content-type': 'application/fhir+json', 'content-encoding': 'gzip' },
@@ -58,7 +58,7 @@ describe.each(backends())('FHIR request and response compression on $name', (bac
     const response = await rawRequest(`${hub.baseUrl}/Patient`, {
       method: 'POST',
       headers: { 'content-type': 'application/fhir+json', 'content-encoding': 'deflate' },
-      body: deflateSync(JSON.stringify({ resourceType: 'Patient', name: [{ family: 'Deflate' }] })),
+      body: deflateSync(JSON.stringify(followed({ name: [{ family: 'Deflate' }] }))),
     });
     expect(response.status).toBe(201);
     expect((json(response) as Patient).name).toEqual([{ family: 'Deflate' }]);
@@ -70,7 +70,7 @@ describe.each(backends())('FHIR request and response compression on $name', (bac
       resourceType: 'Bundle',
       type: 'transaction',
       entry: [
-        { fullUrl: 'urn:uuid:0b7e2f7e-0000-4000-8000-000000000001', resource: { resourceType: 'Patient' }, request: { method: 'POST', url: 'Patient' } },
+        { fullUrl: 'urn:uuid:0b7e2f7e-0000-4000-8000-000000000001', resource: followed(), request: { method: 'POST', url: 'Patient' } },
         ...Array.from({ length: 5 }, () => ({
           resource: {
             resourceType: 'Observation',
@@ -96,7 +96,7 @@ describe.each(backends())('FHIR request and response compression on $name', (bac
 
   it('answers a corrupt gzip body with 400 and stores nothing', async () => {
     const before = await count(client, 'Patient');
-    const valid = gzipSync(JSON.stringify({ resourceType: 'Patient' }));
+    const valid = gzipSync(JSON.stringify(followed()));
     const corrupt = Buffer.concat([valid.subarray(0, 10), Buffer.from('not gzip at all'), valid.subarray(10)]);
     const response = await rawRequest(`${hub.baseUrl}/Patient`, {
       method: 'POST',
@@ -118,7 +118,7 @@ describe.each(backends())('FHIR request and response compression on $name', (bac
 
   it('compresses search results too, and they decode to the same Bundle', async () => {
     const family = unique('Zip');
-    for (let i = 0; i < 10; i++) await create(client, { resourceType: 'Patient', name: [{ family, given: ['Annabelle', 'Marie', 'Louise'] }] });
+    for (let i = 0; i < 10; i++) await followedPatient(client, { name: [{ family, given: ['Annabelle', 'Marie', 'Louise'] }] });
     const url = `${hub.baseUrl}/Patient?family:exact=${family}&_sort=_id`;
     const zipped = await rawRequest(url, { headers: { 'accept-encoding': 'gzip' } });
     expect(zipped.headers['content-encoding']).toBe('gzip');

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from 'fhir-kit-client';
 import type { Observation, Patient } from '@medplum/fhirtypes';
 import { backends, startTestHub, type TestHub } from './harness.js';
-import { body, count, create, failure, httpResponse, matchIds, read, search, unique } from './support.js';
+import { body, count, failure, followed, followedPatient, httpResponse, matchIds, read, search, unique } from './support.js';
 
 const INS_NIR = 'urn:oid:1.2.250.1.213.1.4.8';
 
@@ -17,7 +17,7 @@ describe.each(backends())('FHIR conditional create and update on $name', (backen
     await hub?.close();
   });
 
-  const patient = (nir: string, family = 'Garnier'): Patient => ({ resourceType: 'Patient', identifier: [{ system: INS_NIR, value: nir }], name: [{ family }] });
+  const patient = (nir: string, family = 'Garnier'): Patient => followed({ identifier: [{ system: INS_NIR, value: nir }], name: [{ family }] });
 
   async function createIfNoneExist<T extends Patient | Observation>(resource: T, condition: string): Promise<{ status: number; resource: T }> {
     const result = await client.create({ resourceType: resource.resourceType, body: body(resource), options: { headers: { 'If-None-Exist': condition } } });
@@ -69,10 +69,10 @@ describe.each(backends())('FHIR conditional create and update on $name', (backen
 
   it('refuses a conditional create whose condition matches two resources with 412 and creates nothing', async () => {
     const family = unique('Jumeau');
-    await create(client, { resourceType: 'Patient', name: [{ family }] });
-    await create(client, { resourceType: 'Patient', name: [{ family }] });
+    await followedPatient(client, { name: [{ family }] });
+    await followedPatient(client, { name: [{ family }] });
     const before = await count(client, 'Patient');
-    const { status, outcome } = await failure(createIfNoneExist({ resourceType: 'Patient', name: [{ family }] }, `family:exact=${family}`));
+    const { status, outcome } = await failure(createIfNoneExist(followed({ name: [{ family }] }), `family:exact=${family}`));
     expect(status).toBe(412);
     expect(outcome.resourceType).toBe('OperationOutcome');
     expect(await count(client, 'Patient')).toBe(before);
@@ -100,10 +100,10 @@ describe.each(backends())('FHIR conditional create and update on $name', (backen
 
   it('refuses a conditional update that matches two resources with 412 and changes neither', async () => {
     const family = unique('Double');
-    const a = await create(client, { resourceType: 'Patient', name: [{ family }] });
-    const b = await create(client, { resourceType: 'Patient', name: [{ family }] });
+    const a = await followedPatient(client, { name: [{ family }] });
+    const b = await followedPatient(client, { name: [{ family }] });
     const { status } = await failure(
-      client.update({ resourceType: 'Patient', searchParams: { 'family:exact': family }, body: body({ resourceType: 'Patient', gender: 'male' }) }),
+      client.update({ resourceType: 'Patient', searchParams: { 'family:exact': family }, body: body(followed({ gender: 'male' })) }),
     );
     expect(status).toBe(412);
     expect(await read<Patient>(client, 'Patient', a.id!)).toEqual(a);
@@ -125,7 +125,7 @@ describe.each(backends())('FHIR conditional create and update on $name', (backen
   });
 
   it('gives each of 10 concurrent updates of one resource its own version', async () => {
-    const created = await create(client, patient(unique('nir')));
+    const created = await followedPatient(client, patient(unique('nir')));
     const results = await Promise.all(
       Array.from({ length: 10 }, async (_, i) => (await client.update({ resourceType: 'Patient', id: created.id!, body: body({ ...created, gender: i % 2 ? 'male' : 'female' }) })) as unknown as Patient),
     );

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'fhir-kit-client';
 import type { Bundle, Observation, Patient } from '@medplum/fhirtypes';
 import { backends, startTestHub, type TestHub } from './harness.js';
-import { body, clockPast, create, failure, httpResponse, put, read, search, unique } from './support.js';
+import { body, clockPast, create, failure, followed, followedPatient, httpResponse, patientRef, put, read, search, unique } from './support.js';
 
 describe.each(backends())('FHIR create, read, update, delete and history on $name', (backend) => {
   let hub: TestHub;
@@ -15,7 +15,14 @@ describe.each(backends())('FHIR create, read, update, delete and history on $nam
     await hub?.close();
   });
 
-  const patient = (family: string): Patient => ({ resourceType: 'Patient', name: [{ family, given: ['Jeanne'] }], birthDate: '1941-06-12' });
+  const patient = (family: string): Patient => followed({ name: [{ family, given: ['Jeanne'] }], birthDate: '1941-06-12' });
+  /**
+   * A reading of a patient the GP follows. Deletions are checked on readings: a deleted Patient is
+   * followed by no one any more, so it leaves the GP's reach (404), while a deleted reading of a
+   * patient still in their care is answered as FHIR says (410, history, vread).
+   */
+  const reading = async (text: string): Promise<Observation> =>
+    create(client, { resourceType: 'Observation', status: 'final', code: { text }, subject: patientRef(await followedPatient(client)) });
 
   it('creates a resource with 201, a server id, version 1, an ETag and a Location to that version', async () => {
     const created = await create(client, patient('Martin'));
@@ -96,44 +103,46 @@ describe.each(backends())('FHIR create, read, update, delete and history on $nam
   });
 
   it('deletes a resource: reads then answer 410 and the history keeps every version including the deletion', async () => {
-    const created = await create(client, patient('Moreau'));
-    await put(client, { ...created, name: [{ family: 'Moreau-2' }] });
-    const deleted = await client.delete({ resourceType: 'Patient', id: created.id! });
+    const created = await reading('Moreau');
+    await put(client, { ...created, code: { text: 'Moreau-2' } });
+    const deleted = await client.delete({ resourceType: 'Observation', id: created.id! });
     expect(httpResponse(deleted).status).toBe(204);
 
-    const gone = await failure(client.read({ resourceType: 'Patient', id: created.id! }));
+    const gone = await failure(client.read({ resourceType: 'Observation', id: created.id! }));
     expect(gone.status).toBe(410);
     expect(gone.outcome.issue[0]!.code).toBe('deleted');
 
-    const history = (await client.history({ resourceType: 'Patient', id: created.id! })) as unknown as Bundle<Patient>;
+    const history = (await client.history({ resourceType: 'Observation', id: created.id! })) as unknown as Bundle<Observation>;
     expect(history.type).toBe('history');
     expect(history.entry!.map((e) => e.response?.etag)).toEqual(['W/"3"', 'W/"2"', 'W/"1"']);
-    expect(history.entry![0]!.request).toEqual({ method: 'DELETE', url: `Patient/${created.id}` });
+    expect(history.entry![0]!.request).toEqual({ method: 'DELETE', url: `Observation/${created.id}` });
     expect(history.entry![0]!.resource).toBeUndefined();
-    expect(history.entry![1]!.resource!.name).toEqual([{ family: 'Moreau-2' }]);
+    expect(history.entry![1]!.resource!.code).toEqual({ text: 'Moreau-2' });
     expect(history.entry![2]!.resource).toEqual(created);
 
-    const v1 = (await client.vread({ resourceType: 'Patient', id: created.id!, version: '1' })) as unknown as Patient;
+    const v1 = (await client.vread({ resourceType: 'Observation', id: created.id!, version: '1' })) as unknown as Observation;
     expect(v1).toEqual(created);
-    expect((await search(client, 'Patient', { _id: created.id! })).entry).toEqual([]);
+    expect((await search(client, 'Observation', { _id: created.id! })).entry).toEqual([]);
   });
 
   it('recreates a deleted resource with PUT as a new version after the deletion', async () => {
     const id = unique('again');
-    await put(client, { ...patient('Simon'), id });
-    await client.delete({ resourceType: 'Patient', id });
-    const recreated = await put(client, { ...patient('Simon-bis'), id });
+    const subject = patientRef(await followedPatient(client));
+    const at = (text: string): Observation => ({ resourceType: 'Observation', id, status: 'final', code: { text }, subject });
+    await put(client, at('Simon'));
+    await client.delete({ resourceType: 'Observation', id });
+    const recreated = await put(client, at('Simon-bis'));
     expect(httpResponse(recreated).status).toBe(201);
     expect(recreated.meta?.versionId).toBe('3');
-    expect((await read<Patient>(client, 'Patient', id)).name![0]!.family).toBe('Simon-bis');
+    expect((await read<Observation>(client, 'Observation', id)).code.text).toBe('Simon-bis');
   });
 
   it('deletes idempotently: deleting again, or deleting a resource that never existed, answers 204 and adds no version', async () => {
-    const created = await create(client, patient('Fontaine'));
-    await client.delete({ resourceType: 'Patient', id: created.id! });
-    const again = await client.delete({ resourceType: 'Patient', id: created.id! });
+    const created = await reading('Fontaine');
+    await client.delete({ resourceType: 'Observation', id: created.id! });
+    const again = await client.delete({ resourceType: 'Observation', id: created.id! });
     expect(httpResponse(again).status).toBe(204);
-    const history = (await client.history({ resourceType: 'Patient', id: created.id! })) as unknown as Bundle;
+    const history = (await client.history({ resourceType: 'Observation', id: created.id! })) as unknown as Bundle;
     expect(history.entry!.map((e) => e.response?.etag)).toEqual(['W/"2"', 'W/"1"']);
     const never = await client.delete({ resourceType: 'Patient', id: unique('never') });
     expect(httpResponse(never).status).toBe(204);
@@ -198,7 +207,7 @@ describe.each(backends())('FHIR create, read, update, delete and history on $nam
       await clockPast(b.meta?.lastUpdated);
       const a2 = await put(c, { ...a, name: [{ family: 'Alpha-2' }] });
       await clockPast(a2.meta?.lastUpdated);
-      await create(c, { resourceType: 'Observation', status: 'final', code: { text: 'not a patient' } } as Observation);
+      await create(c, { resourceType: 'Observation', status: 'final', code: { text: 'not a patient' }, subject: patientRef(a) });
       const history = (await c.history({ resourceType: 'Patient' })) as unknown as Bundle<Patient>;
       expect(history.entry!.map((e) => `${e.resource!.id}@${e.resource!.meta!.versionId}`)).toEqual([`${a.id}@2`, `${b.id}@1`, `${a.id}@1`]);
     } finally {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from 'fhir-kit-client';
 import type { Bundle, OperationOutcome, Patient } from '@medplum/fhirtypes';
 import { backends, startTestHub, type TestHub } from './harness.js';
-import { body, count, create, failure, put, read } from './support.js';
+import { body, count, create, failure, followed, followedPatient, put, read } from './support.js';
 
 const FHIR_JSON = { 'content-type': 'application/fhir+json' };
 
@@ -26,7 +26,7 @@ describe.each(backends())('FHIR error responses on $name', (backend) => {
   beforeAll(async () => {
     hub = await startTestHub(backend, { bodyLimit: '10kb' });
     client = hub.client;
-    existing = await create(client, { resourceType: 'Patient', name: [{ family: 'Existant' }] });
+    existing = await followedPatient(client, { name: [{ family: 'Existant' }] });
   });
   afterAll(async () => {
     await hub?.close();
@@ -137,7 +137,7 @@ describe.each(backends())('FHIR error responses on $name', (backend) => {
 
   it('answers a body over the size limit with 413 and stores nothing', async () => {
     const before = await storedState(client);
-    const big: Patient = { resourceType: 'Patient', name: [{ family: 'Grand', given: ['x'.repeat(12 * 1024)] }] };
+    const big: Patient = followed({ name: [{ family: 'Grand', given: ['x'.repeat(12 * 1024)] }] });
     const { status, outcome } = await raw('POST', 'Patient', { headers: FHIR_JSON, body: JSON.stringify(big) });
     expect(status).toBe(413);
     expect(outcome.resourceType).toBe('OperationOutcome');
@@ -147,7 +147,7 @@ describe.each(backends())('FHIR error responses on $name', (backend) => {
 
   it('applies the size limit to the decoded body of a gzip request', async () => {
     const before = await storedState(client);
-    const big: Patient = { resourceType: 'Patient', name: [{ family: 'Grand', given: ['y'.repeat(64 * 1024)] }] };
+    const big: Patient = followed({ name: [{ family: 'Grand', given: ['y'.repeat(64 * 1024)] }] });
     const compressed = gzipSync(JSON.stringify(big));
     expect(compressed.length).toBeLessThan(10 * 1024);
     const { status } = await raw('POST', 'Patient', { headers: { ...FHIR_JSON, 'content-encoding': 'gzip' }, body: compressed });
@@ -156,7 +156,7 @@ describe.each(backends())('FHIR error responses on $name', (backend) => {
   });
 
   it('accepts a body just under the size limit', async () => {
-    const small: Patient = { resourceType: 'Patient', name: [{ family: 'Juste', given: ['z'.repeat(8 * 1024)] }] };
+    const small: Patient = followed({ name: [{ family: 'Juste', given: ['z'.repeat(8 * 1024)] }] });
     const created = await create(client, small);
     expect(created.name).toEqual(small.name);
   });
@@ -165,7 +165,7 @@ describe.each(backends())('FHIR error responses on $name', (backend) => {
     const before = await storedState(client);
     const { status, outcome } = await raw('POST', 'Patient', {
       headers: { ...FHIR_JSON, 'content-encoding': 'compress' },
-      body: JSON.stringify({ resourceType: 'Patient' }),
+      body: JSON.stringify(followed()),
     });
     expect(status).toBe(415);
     expect(outcome.resourceType).toBe('OperationOutcome');

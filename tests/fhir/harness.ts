@@ -3,6 +3,11 @@ import { createServer } from 'node:http';
 import { Client } from 'fhir-kit-client';
 import { pino } from 'pino';
 import { createApp } from '../../server/app.js';
+import { logAuditSink, type AuditSink } from '../../server/auth/audit-sink.js';
+import type { LockoutPolicy } from '../../server/auth/accounts.js';
+import { demoPassword, seedDemoAccounts } from '../../server/auth/demo-accounts.js';
+import { openAuth, type Auth } from '../../server/auth/services.js';
+import { Realtime } from '../../server/realtime.js';
 import { openFhirStore, type FhirStore } from '../../fhir/store.js';
 
 export interface Backend {
@@ -20,33 +25,104 @@ export function backends(): Backend[] {
   return list;
 }
 
+/** The demo account `hub.client` (and requests sent without Authorization) act as: the GP of Tende. */
+export const DEFAULT_TEST_USER = 'dr.pastorelli';
+
 export interface TestHub {
   store: FhirStore;
+  auth: Auth;
+  realtime: Realtime;
+  /** http://127.0.0.1:port, the root of the hub (health, /api, socket.io). */
+  rootUrl: string;
   baseUrl: string;
+  /** A FHIR client logged in as `defaultUser` (DEFAULT_TEST_USER unless chosen). */
   client: Client;
+  /** Logs a demo account in over HTTP (its demo password unless given) and returns the access token. */
+  login(username: string, password?: string): Promise<string>;
+  /** A FHIR client logged in as a demo account. */
+  clientAs(username: string): Promise<Client>;
   close(): Promise<void>;
+}
+
+export interface TestHubOptions {
+  bodyLimit?: string;
+  /** The account of `hub.client`. */
+  defaultUser?: string;
+  /**
+   * Requests that reach the hub without an Authorization header are sent as defaultUser, so FHIR
+   * tests written before authentication keep working with raw fetch. Tests of authentication turn it off.
+   */
+  implicitAuth?: boolean;
+  audit?: AuditSink;
+  lockout?: LockoutPolicy;
+  loginRateLimitPerMinute?: number;
+  corsOrigins?: string[];
 }
 
 let schemaCounter = 0;
 
-/** A real hub on an ephemeral port, with a fresh database (in-memory PGlite, or a new PostgreSQL schema). */
-export async function startTestHub(backend: Backend, options: { bodyLimit?: string } = {}): Promise<TestHub> {
+/**
+ * A real hub on an ephemeral port, with a fresh database (in-memory PGlite, or a new PostgreSQL
+ * schema), authentication with the demo accounts, and socket.io.
+ */
+export async function startTestHub(backend: Backend, options: TestHubOptions = {}): Promise<TestHub> {
   const schema = backend.databaseUrl ? `t_${process.pid}_${Date.now().toString(36)}_${++schemaCounter}` : undefined;
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   // Listen first: the store needs its base URL (with the port) before the app exists.
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  const baseUrl = `http://127.0.0.1:${port}/fhir/R4`;
+  const rootUrl = `http://127.0.0.1:${port}`;
+  const baseUrl = `${rootUrl}/fhir/R4`;
   const store = await openFhirStore({ databaseUrl: backend.databaseUrl, schema, baseUrl, poolSize: 25 });
-  const app = createApp({ store, fhirBodyLimit: options.bodyLimit ?? '25mb', logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
-  server.on('request', app);
-  const client = new Client({ baseUrl });
+  const auth = await openAuth(store.db, {
+    audit: options.audit ?? logAuditSink(logger),
+    accessTokenTtlSeconds: 900,
+    refreshTokenTtlDays: 30,
+    ...(options.lockout ? { lockout: options.lockout } : {}),
+  });
+  await seedDemoAccounts(auth.accounts);
+  const app = createApp({
+    store,
+    auth,
+    fhirBodyLimit: options.bodyLimit ?? '25mb',
+    logger,
+    corsOrigins: options.corsOrigins ?? [],
+    loginRateLimitPerMinute: options.loginRateLimitPerMinute ?? 10_000,
+  });
+  let implicitAuthorization: string | undefined;
+  server.on('request', (req, res) => {
+    if (implicitAuthorization && req.headers.authorization === undefined) req.headers.authorization = implicitAuthorization;
+    app(req, res);
+  });
+  const realtime = await Realtime.attach(server, { auth, corsOrigins: options.corsOrigins ?? [], logger });
+
+  const login = async (username: string, password?: string): Promise<string> => {
+    const response = await fetch(`${rootUrl}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username, password: password ?? demoPassword(username) }),
+    });
+    if (response.status !== 200) throw new Error(`login of ${username} failed: ${response.status} ${await response.text()}`);
+    return ((await response.json()) as { accessToken: string }).accessToken;
+  };
+  const clientAs = async (username: string) =>
+    new Client({ baseUrl, customHeaders: { Authorization: `Bearer ${await login(username)}` } });
+
+  const defaultUser = options.defaultUser ?? DEFAULT_TEST_USER;
+  const client = await clientAs(defaultUser);
+  if (options.implicitAuth ?? true) implicitAuthorization = `Bearer ${await login(defaultUser)}`;
   return {
     store,
+    auth,
+    realtime,
+    rootUrl,
     baseUrl,
     client,
+    login,
+    clientAs,
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await realtime.close(); // closes the HTTP server too
       await store.close();
       if (backend.databaseUrl && schema) {
         const pg = await import('pg');
@@ -58,4 +134,3 @@ export async function startTestHub(backend: Backend, options: { bodyLimit?: stri
     },
   };
 }
-

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from 'fhir-kit-client';
 import type { Bundle, Observation } from '@medplum/fhirtypes';
 import { backends, startTestHub, type TestHub } from './harness.js';
-import { failure, matchIds, put, sorted, unique } from './support.js';
+import { failure, followedPatient, matchIds, put, sorted, unique } from './support.js';
 
 const LOINC = 'http://loinc.org';
 const UCUM = 'http://unitsofmeasure.org';
@@ -30,7 +30,8 @@ describe.each(backends())('Observation/$lastn on $name', (backend) => {
   /** One patient's readings over four days; the ids say which code and day each reading is. */
   async function recordReadings(u: string): Promise<string> {
     const patient = `${u}-patient`;
-    await put(client, { resourceType: 'Patient', id: patient });
+    await followedPatient(client, { id: patient });
+    await followedPatient(client, { id: `${u}-other` });
     const reading = (id: string, code: Observation['code'], day: number, value: number, subject = patient): Observation => ({
       resourceType: 'Observation',
       id: `${u}-${id}`,

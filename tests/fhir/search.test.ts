@@ -2,13 +2,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from 'fhir-kit-client';
 import type { Bundle, DocumentReference, Encounter, Observation, Period, Resource } from '@medplum/fhirtypes';
 import { backends, startTestHub, type TestHub } from './harness.js';
-import { allPages, clockPast, create, failure, includedRefs, matchIds, nextLink, nextPage, put, search, sorted, unique } from './support.js';
+import { TENDE_GP, allPages, clockPast, failure, followed, followedPatient, includedRefs, matchIds, nextLink, nextPage, patientRef, put, search, sorted, unique } from './support.js';
 
 const UCUM = 'http://unitsofmeasure.org';
 const INS_NIR = 'urn:oid:1.2.250.1.213.1.4.8';
 
 function observation(fields: Partial<Observation> & { id?: string }): Observation {
   return { resourceType: 'Observation', status: 'final', code: { text: 'mesure' }, ...fields };
+}
+
+/** observation(), for readings of one patient. */
+function withSubject(subject: Observation['subject']): typeof observation {
+  return (fields) => observation({ subject, ...fields });
 }
 
 function heartRate(value: number, unit = { system: UCUM, code: '/min' }): Observation['valueQuantity'] {
@@ -48,7 +53,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
   describe('token parameters', () => {
     it('matches on code, system|code, |code and system|, and excludes with :not', async () => {
       const u = unique('tok');
-      const subject = { reference: `Patient/${u}` };
+      const subject = patientRef(await followedPatient(client, { id: u }));
       const sysA = `http://example.org/${u}/a`;
       const sysB = `http://example.org/${u}/b`;
       const ids = await putAll(u, {
@@ -73,9 +78,9 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('matches identifiers and booleans as tokens', async () => {
       const u = unique('ident');
       const ids = await putAll(u, {
-        active: { resourceType: 'Patient', active: true, identifier: [{ system: INS_NIR, value: `${u}-1` }] },
-        inactive: { resourceType: 'Patient', active: false, identifier: [{ system: INS_NIR, value: `${u}-2` }] },
-        other: { resourceType: 'Patient', identifier: [{ system: 'urn:oid:1.2.250.1.71.4.2.1', value: `${u}-1` }] },
+        active: followed({ active: true, identifier: [{ system: INS_NIR, value: `${u}-1` }] }),
+        inactive: followed({ active: false, identifier: [{ system: INS_NIR, value: `${u}-2` }] }),
+        other: followed({ identifier: [{ system: 'urn:oid:1.2.250.1.71.4.2.1', value: `${u}-1` }] }),
       });
       expect(await found('Patient', `identifier=${INS_NIR}|${u}-1`)).toEqual(keysOf(ids, 'active'));
       expect(await found('Patient', `identifier=${u}-1`)).toEqual(keysOf(ids, 'active', 'other'));
@@ -89,10 +94,10 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       const u = unique('str');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
       const ids = await putAll(u, {
-        helene: { resourceType: 'Patient', identifier, name: [{ family: 'Dupont', given: ['Hélène'] }] },
-        helena: { resourceType: 'Patient', identifier, name: [{ family: 'Martin', given: ['Helena'] }] },
-        marie: { resourceType: 'Patient', identifier, name: [{ family: 'Durand', given: ['Marie-Hélène'] }] },
-        upper: { resourceType: 'Patient', identifier, name: [{ family: 'HÉLÈNE-LEBLANC', given: ['Paul'] }] },
+        helene: followed({ identifier, name: [{ family: 'Dupont', given: ['Hélène'] }] }),
+        helena: followed({ identifier, name: [{ family: 'Martin', given: ['Helena'] }] }),
+        marie: followed({ identifier, name: [{ family: 'Durand', given: ['Marie-Hélène'] }] }),
+        upper: followed({ identifier, name: [{ family: 'HÉLÈNE-LEBLANC', given: ['Paul'] }] }),
       });
       const q = (query: string) => found('Patient', `identifier=urn:test:${u}|&${query}`);
       expect(await q('name=helene')).toEqual(keysOf(ids, 'helene', 'upper'));
@@ -115,8 +120,8 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       const u = unique('like');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
       const ids = await putAll(u, {
-        percent: { resourceType: 'Patient', identifier, name: [{ family: '100%Bio' }] },
-        plain: { resourceType: 'Patient', identifier, name: [{ family: '100xBio' }] },
+        percent: followed({ identifier, name: [{ family: '100%Bio' }] }),
+        plain: followed({ identifier, name: [{ family: '100xBio' }] }),
       });
       expect(await found('Patient', `identifier=urn:test:${u}|&family=${encodeURIComponent('100%')}`)).toEqual(keysOf(ids, 'percent'));
       expect(await found('Patient', `identifier=urn:test:${u}|&family:contains=${encodeURIComponent('0_B')}`)).toEqual([]);
@@ -126,7 +131,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
   describe('date parameters', () => {
     it('applies eq, ne, gt, lt, ge, le, sa and eb to year, month and day values, against instants and partial dates', async () => {
       const u = unique('date');
-      const subject = { reference: `Patient/${u}` };
+      const subject = patientRef(await followedPatient(client, { id: u }));
       const at = (effectiveDateTime: string) => observation({ subject, effectiveDateTime });
       const ids = await putAll(u, {
         d1: at('2023-06-15T10:00:00Z'),
@@ -183,10 +188,12 @@ describe.each(backends())('FHIR search on $name', (backend) => {
 
     it('matches periods, open-ended ones included, and sorts them by start or end', async () => {
       const u = unique('period');
+      const subject = patientRef(await followedPatient(client));
       const encounter = (period: Period): Encounter => ({
         resourceType: 'Encounter',
         status: 'finished',
         class: { code: 'VR' },
+        subject,
         identifier: [{ system: `urn:test:${u}`, value: '1' }],
         period,
       });
@@ -213,9 +220,9 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       const u = unique('birth');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
       const ids = await putAll(u, {
-        old: { resourceType: 'Patient', identifier, birthDate: '1931-02-28' },
-        young: { resourceType: 'Patient', identifier, birthDate: '1990-07-04' },
-        none: { resourceType: 'Patient', identifier },
+        old: followed({ identifier, birthDate: '1931-02-28' }),
+        young: followed({ identifier, birthDate: '1990-07-04' }),
+        none: followed({ identifier }),
       });
       expect(await found('Patient', `identifier=urn:test:${u}|&birthdate=1931-02-28`)).toEqual(keysOf(ids, 'old'));
       expect(await found('Patient', `identifier=urn:test:${u}|&birthdate=lt1950`)).toEqual(keysOf(ids, 'old'));
@@ -229,12 +236,13 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       const u = unique('ref');
       const shared = `${u}-shared`;
       const code = { coding: [{ system: `urn:test:${u}`, code: 'pulse' }] };
-      await put(client, { resourceType: 'Patient', id: shared });
+      await followedPatient(client, { id: shared });
       await put(client, { resourceType: 'Device', id: shared });
-      await put(client, { resourceType: 'Patient', id: `${u}-other` });
+      await followedPatient(client, { id: `${u}-other` });
       const ids = await putAll(u, {
         patient: observation({ code, subject: { reference: `Patient/${shared}` } }),
-        device: observation({ code, subject: { reference: `Device/${shared}` } }),
+        // A reading about the device, taken by the patient: performer puts it in the patient's record.
+        device: observation({ code, subject: { reference: `Device/${shared}` }, performer: [patientRef(shared)] }),
         other: observation({ code, subject: { reference: `Patient/${u}-other` } }),
         versioned: observation({ code, subject: { reference: `Patient/${u}-other/_history/1` } }),
       });
@@ -255,7 +263,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
   describe('quantity parameters', () => {
     it('compares values with prefixes and implicit precision, optionally with system and code', async () => {
       const u = unique('qty');
-      const subject = { reference: `Patient/${u}` };
+      const subject = patientRef(await followedPatient(client, { id: u }));
       const ids = await putAll(u, {
         q72: observation({ subject, valueQuantity: heartRate(72) }),
         q100: observation({ subject, valueQuantity: heartRate(100) }),
@@ -283,7 +291,8 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('matches a DocumentReference location exactly or with :below', async () => {
       const u = unique('uri');
       const base = `https://docs.example.org/${u}`;
-      const doc = (url: string): DocumentReference => ({ resourceType: 'DocumentReference', status: 'current', content: [{ attachment: { url } }] });
+      const subject = patientRef(await followedPatient(client));
+      const doc = (url: string): DocumentReference => ({ resourceType: 'DocumentReference', status: 'current', subject, content: [{ attachment: { url } }] });
       const ids = await putAll(u, {
         ecg1: doc(`${base}/ecg/1.pdf`),
         ecg2: doc(`${base}/ecg/2.pdf`),
@@ -299,9 +308,9 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       const u = unique('prof');
       const profile = `http://example.org/fhir/StructureDefinition/${u}`;
       const ids = await putAll(u, {
-        a: { resourceType: 'Patient', meta: { profile: [profile] } },
-        b: { resourceType: 'Patient', meta: { profile: [profile, `${profile}-extra`] } },
-        c: { resourceType: 'Patient', meta: { profile: [`${profile}-extra`] } },
+        a: followed({ meta: { profile: [profile] } }),
+        b: followed({ meta: { profile: [profile, `${profile}-extra`] } }),
+        c: followed({ meta: { profile: [`${profile}-extra`] } }),
       });
       expect(await found('Patient', `_profile=${encodeURIComponent(profile)}`)).toEqual(keysOf(ids, 'a', 'b'));
       const bundle = await search(client, 'Patient', { _profile: profile, _total: 'accurate', _count: '1' });
@@ -318,9 +327,11 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('finds resources with or without a value for token, date, quantity and reference parameters', async () => {
       const u = unique('miss');
       const code = { coding: [{ system: `urn:test:${u}`, code: 'x' }] };
+      const patient = patientRef(await followedPatient(client, { id: u }));
       const ids = await putAll(u, {
-        full: observation({ code, subject: { reference: `Patient/${u}` }, effectiveDateTime: '2024-05-01', valueQuantity: heartRate(60) }),
-        bare: observation({ code }),
+        full: observation({ code, subject: patient, effectiveDateTime: '2024-05-01', valueQuantity: heartRate(60) }),
+        // No subject: the patient is in it as the performer (a self-reported reading).
+        bare: observation({ code, performer: [patient] }),
       });
       const q = (query: string) => found('Observation', `code=urn:test:${u}|&${query}`);
       expect(await q('value-quantity:missing=true')).toEqual(keysOf(ids, 'bare'));
@@ -336,13 +347,14 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('follows a reference to the target resource’s parameters, with or without the target type', async () => {
       const u = unique('chain');
       const code = { coding: [{ system: `urn:test:${u}`, code: 'spo2' }] };
-      await put(client, { resourceType: 'Patient', id: `${u}-p1`, identifier: [{ system: INS_NIR, value: `${u}-1` }], name: [{ given: ['Hélène'], family: 'Faure' }] });
-      await put(client, { resourceType: 'Patient', id: `${u}-p2`, identifier: [{ system: INS_NIR, value: `${u}-2` }], name: [{ given: ['Paul'], family: 'Faure' }] });
+      await followedPatient(client, { id: `${u}-p1`, identifier: [{ system: INS_NIR, value: `${u}-1` }], name: [{ given: ['Hélène'], family: 'Faure' }] });
+      await followedPatient(client, { id: `${u}-p2`, identifier: [{ system: INS_NIR, value: `${u}-2` }], name: [{ given: ['Paul'], family: 'Faure' }] });
       await put(client, { resourceType: 'Device', id: `${u}-d1`, identifier: [{ system: INS_NIR, value: `${u}-1` }] });
       const ids = await putAll(u, {
         o1: observation({ code, subject: { reference: `Patient/${u}-p1` } }),
-        o2: observation({ code, subject: { reference: `Patient/${u}-p2` } }),
-        od: observation({ code, subject: { reference: `Device/${u}-d1` } }),
+        // Performed by the GP: still theirs to read once its subject is deleted, so the last check is the chain's.
+        o2: observation({ code, subject: { reference: `Patient/${u}-p2` }, performer: [TENDE_GP] }),
+        od: observation({ code, subject: { reference: `Device/${u}-d1` }, performer: [{ reference: `Patient/${u}-p1` }] }),
       });
       const q = (query: string) => found('Observation', `code=urn:test:${u}|&${query}`);
       expect(await q(`subject:Patient.identifier=${INS_NIR}|${u}-1`)).toEqual(keysOf(ids, 'o1'));
@@ -372,7 +384,8 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('finds a resource by its new values after an update or a patch, and no longer by the old ones', async () => {
       const u = unique('reindex');
       const [before, after, patched] = [`urn:test:${u}|before`, `urn:test:${u}|after`, `urn:test:${u}|patched`];
-      const obs = await put(client, observation({ id: `${u}-o`, code: { coding: [{ system: `urn:test:${u}`, code: 'before' }] }, valueQuantity: heartRate(50) }));
+      const subject = patientRef(await followedPatient(client));
+      const obs = await put(client, observation({ id: `${u}-o`, subject, code: { coding: [{ system: `urn:test:${u}`, code: 'before' }] }, valueQuantity: heartRate(50) }));
       expect(await found('Observation', `code=${before}`)).toEqual([obs.id]);
 
       await put(client, { ...obs, code: { coding: [{ system: `urn:test:${u}`, code: 'after' }] }, valueQuantity: heartRate(150) });
@@ -397,7 +410,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
   describe('_id and _lastUpdated', () => {
     it('matches one or several ids', async () => {
       const u = unique('ids');
-      const ids = await putAll(u, { a: { resourceType: 'Patient' }, b: { resourceType: 'Patient' }, c: { resourceType: 'Patient' } });
+      const ids = await putAll(u, { a: followed(), b: followed(), c: followed() });
       expect(await found('Patient', `_id=${ids.a}`)).toEqual(keysOf(ids, 'a'));
       expect(await found('Patient', `_id=${ids.a},${ids.c},${u}-missing`)).toEqual(keysOf(ids, 'a', 'c'));
       expect(await found('Patient', `_id=${u}-missing`)).toEqual([]);
@@ -406,10 +419,10 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('matches the last update time with prefixes', async () => {
       const u = unique('lu');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
-      const first = await create(client, { resourceType: 'Patient', identifier });
+      const first = await followedPatient(client, { identifier });
       await clockPast(first.meta?.lastUpdated);
-      const second = await create(client, { resourceType: 'Patient', identifier });
-      const third = await create(client, { resourceType: 'Patient', identifier });
+      const second = await followedPatient(client, { identifier });
+      const third = await followedPatient(client, { identifier });
       const t = encodeURIComponent(first.meta!.lastUpdated!);
       const q = (query: string) => found('Patient', `identifier=urn:test:${u}|&${query}`);
       expect(await q(`_lastUpdated=gt${t}`)).toEqual(sorted([second.id!, third.id!]));
@@ -426,7 +439,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       const u = unique('page');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
       const created: string[] = [];
-      for (let i = 0; i < 23; i++) created.push((await create(client, { resourceType: 'Patient', identifier })).id!);
+      for (let i = 0; i < 23; i++) created.push((await followedPatient(client, { identifier })).id!);
       const first = await search(client, 'Patient', { identifier: `urn:test:${u}|`, _count: '5' });
       const pages = await allPages(client, first);
       expect(pages.map((p) => matchIds(p).length)).toEqual([5, 5, 5, 5, 3]);
@@ -443,7 +456,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('gives no next link on a last page that is exactly full', async () => {
       const u = unique('full');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
-      for (let i = 0; i < 10; i++) await create(client, { resourceType: 'Patient', identifier });
+      for (let i = 0; i < 10; i++) await followedPatient(client, { identifier });
       const pages = await allPages(client, await search(client, 'Patient', { identifier: `urn:test:${u}|`, _count: '5' }));
       expect(pages.map((p) => matchIds(p).length)).toEqual([5, 5]);
       expect(nextLink(pages[1]!)).toBeUndefined();
@@ -453,7 +466,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('answers _count=0 with no entries and the total when asked', async () => {
       const u = unique('zero');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
-      for (let i = 0; i < 3; i++) await create(client, { resourceType: 'Patient', identifier });
+      for (let i = 0; i < 3; i++) await followedPatient(client, { identifier });
       const bundle = await search(client, 'Patient', { identifier: `urn:test:${u}|`, _count: '0', _total: 'accurate' });
       expect(bundle.total).toBe(3);
       expect(bundle.entry ?? []).toEqual([]);
@@ -463,22 +476,23 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('neither skips nor repeats resources that exist throughout while others are created and deleted between pages', async () => {
       const u = unique('live');
       const code = { coding: [{ system: `urn:test:${u}`, code: 'x' }] };
+      const reading = withSubject(patientRef(await followedPatient(client)));
       const ids = await putAll(u, {
-        p10: observation({ code }),
-        p20: observation({ code }),
-        p30: observation({ code }),
-        p40: observation({ code }),
-        p50: observation({ code }),
-        p60: observation({ code }),
-        p70: observation({ code }),
-        p80: observation({ code }),
-        p90: observation({ code }),
+        p10: reading({ code }),
+        p20: reading({ code }),
+        p30: reading({ code }),
+        p40: reading({ code }),
+        p50: reading({ code }),
+        p60: reading({ code }),
+        p70: reading({ code }),
+        p80: reading({ code }),
+        p90: reading({ code }),
       });
       const first = await search(client, 'Observation', { code: `urn:test:${u}|`, _count: '3' });
       expect(matchIds(first)).toEqual([ids.p10, ids.p20, ids.p30]);
 
       // Between pages 1 and 2: one created before the position reached, two after; one seen and one unseen deleted.
-      await putAll(u, { p05: observation({ code }), p35: observation({ code }), p95: observation({ code }) });
+      await putAll(u, { p05: reading({ code }), p35: reading({ code }), p95: reading({ code }) });
       await client.delete({ resourceType: 'Observation', id: ids.p20! });
       await client.delete({ resourceType: 'Observation', id: ids.p50! });
       const second = await nextPage(client, first);
@@ -486,7 +500,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       expect(secondIds).toEqual([`${u}-p35`, ids.p40, ids.p60]);
 
       // Between pages 2 and 3: more churn on both sides.
-      await putAll(u, { p38: observation({ code }), p75: observation({ code }) });
+      await putAll(u, { p38: reading({ code }), p75: reading({ code }) });
       await client.delete({ resourceType: 'Observation', id: ids.p80! });
       const rest = await allPages(client, second);
       const seen = [...matchIds(first), ...rest.flatMap(matchIds)];
@@ -498,7 +512,8 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('keeps a multi-key sort order across pages while resources are created and deleted', async () => {
       const u = unique('livesort');
       const code = { coding: [{ system: `urn:test:${u}`, code: 'x' }] };
-      const at = (effectiveDateTime?: string) => observation({ code, ...(effectiveDateTime ? { effectiveDateTime } : {}) });
+      const subject = patientRef(await followedPatient(client));
+      const at = (effectiveDateTime?: string) => observation({ code, subject, ...(effectiveDateTime ? { effectiveDateTime } : {}) });
       const ids = await putAll(u, {
         a: at('2024-01-05'),
         b: at('2024-01-09'),
@@ -525,13 +540,14 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('orders by several keys, with resources lacking a key last, on one page and across pages', async () => {
       const u = unique('sort');
       const code = { coding: [{ system: `urn:test:${u}`, code: 'x' }] };
+      const reading = withSubject(patientRef(await followedPatient(client)));
       await putAll(u, {
-        a: observation({ code, status: 'final', effectiveDateTime: '2024-03-01T08:00:00Z' }),
-        b: observation({ code, status: 'amended', effectiveDateTime: '2024-03-03T08:00:00Z' }),
-        c: observation({ code, status: 'final', effectiveDateTime: '2024-03-01T08:00:00Z' }),
-        d: observation({ code, status: 'preliminary', effectiveDateTime: '2024-03-02T08:00:00Z' }),
-        e: observation({ code, status: 'final' }),
-        f: observation({ code, status: 'preliminary', effectiveDateTime: '2024-03-03T08:00:00Z' }),
+        a: reading({ code, status: 'final', effectiveDateTime: '2024-03-01T08:00:00Z' }),
+        b: reading({ code, status: 'amended', effectiveDateTime: '2024-03-03T08:00:00Z' }),
+        c: reading({ code, status: 'final', effectiveDateTime: '2024-03-01T08:00:00Z' }),
+        d: reading({ code, status: 'preliminary', effectiveDateTime: '2024-03-02T08:00:00Z' }),
+        e: reading({ code, status: 'final' }),
+        f: reading({ code, status: 'preliminary', effectiveDateTime: '2024-03-03T08:00:00Z' }),
       });
       const order = async (sort: string, count: string) => {
         const pages = await allPages(client, await search(client, 'Observation', { code: `urn:test:${u}|`, _sort: sort, _count: count }));
@@ -549,10 +565,10 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       const u = unique('sortname');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
       await putAll(u, {
-        a: { resourceType: 'Patient', identifier, name: [{ family: 'Martin', given: ['Zoé'] }] },
-        b: { resourceType: 'Patient', identifier, name: [{ family: 'Bernard', given: ['Luc'] }] },
-        c: { resourceType: 'Patient', identifier, name: [{ family: 'Martin', given: ['Ambre'] }] },
-        d: { resourceType: 'Patient', identifier, name: [{ family: 'Émery', given: ['Jules'] }] },
+        a: followed({ identifier, name: [{ family: 'Martin', given: ['Zoé'] }] }),
+        b: followed({ identifier, name: [{ family: 'Bernard', given: ['Luc'] }] }),
+        c: followed({ identifier, name: [{ family: 'Martin', given: ['Ambre'] }] }),
+        d: followed({ identifier, name: [{ family: 'Émery', given: ['Jules'] }] }),
       });
       const bundle = await search(client, 'Patient', { identifier: `urn:test:${u}|`, _sort: 'family,given' });
       expect(matchIds(bundle).map((id) => id.slice(u.length + 1))).toEqual(['b', 'd', 'c', 'a']);
@@ -563,16 +579,20 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('includes the subjects of matched Observations once each, marked as include', async () => {
       const u = unique('inc');
       const code = { coding: [{ system: `urn:test:${u}`, code: 'x' }] };
-      await put(client, { resourceType: 'Patient', id: `${u}-p1` });
-      await put(client, { resourceType: 'Patient', id: `${u}-p2` });
+      await followedPatient(client, { id: `${u}-p1` });
+      await followedPatient(client, { id: `${u}-p2` });
+      await followedPatient(client, { id: `${u}-gone` });
       await put(client, { resourceType: 'Device', id: `${u}-d1` });
       const ids = await putAll(u, {
         o1: observation({ code, subject: { reference: `Patient/${u}-p1` } }),
         o2: observation({ code, subject: { reference: `Patient/${u}-p1` } }),
         o3: observation({ code, subject: { reference: `Patient/${u}-p2` } }),
-        o4: observation({ code, subject: { reference: `Device/${u}-d1` } }),
-        o5: observation({ code, subject: { reference: `Patient/${u}-gone` } }),
+        o4: observation({ code, subject: { reference: `Device/${u}-d1` }, performer: [{ reference: `Patient/${u}-p1` }] }),
+        // Performed by the GP, so still theirs to read once its subject is gone.
+        o5: observation({ code, subject: { reference: `Patient/${u}-gone` }, performer: [TENDE_GP] }),
       });
+      // o5's subject no longer exists: there is nothing to include for it.
+      await client.delete({ resourceType: 'Patient', id: `${u}-gone` });
       const bundle = await search(client, 'Observation', { code: `urn:test:${u}|`, _include: 'Observation:subject' });
       expect(sorted(matchIds(bundle))).toEqual(keysOf(ids, 'o1', 'o2', 'o3', 'o4', 'o5'));
       expect(sorted(includedRefs(bundle))).toEqual([`Device/${u}-d1`, `Patient/${u}-p1`, `Patient/${u}-p2`]);
@@ -588,9 +608,9 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('includes Observations that point to the matched Patients once each', async () => {
       const u = unique('rev');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
-      await put(client, { resourceType: 'Patient', id: `${u}-p1`, identifier });
-      await put(client, { resourceType: 'Patient', id: `${u}-p2`, identifier });
-      await put(client, { resourceType: 'Patient', id: `${u}-p3` });
+      await followedPatient(client, { id: `${u}-p1`, identifier });
+      await followedPatient(client, { id: `${u}-p2`, identifier });
+      await followedPatient(client, { id: `${u}-p3` });
       await putAll(u, {
         o1: observation({ subject: { reference: `Patient/${u}-p1` } }),
         o2: observation({ subject: { reference: `Patient/${u}-p1` } }),
@@ -607,7 +627,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('never repeats as an include a resource that is already a match', async () => {
       const u = unique('incdup');
       const code = { coding: [{ system: `urn:test:${u}`, code: 'x' }] };
-      await put(client, { resourceType: 'Patient', id: `${u}-p` });
+      await followedPatient(client, { id: `${u}-p` });
       await putAll(u, {
         member: observation({ code, subject: { reference: `Patient/${u}-p` } }),
         panel: observation({ code, subject: { reference: `Patient/${u}-p` }, hasMember: [{ reference: `Observation/${u}-member` }] }),
@@ -622,8 +642,8 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('includes per page: each page carries the subjects of its own matches', async () => {
       const u = unique('incpage');
       const code = { coding: [{ system: `urn:test:${u}`, code: 'x' }] };
-      await put(client, { resourceType: 'Patient', id: `${u}-p1` });
-      await put(client, { resourceType: 'Patient', id: `${u}-p2` });
+      await followedPatient(client, { id: `${u}-p1` });
+      await followedPatient(client, { id: `${u}-p2` });
       await putAll(u, {
         o1: observation({ code, subject: { reference: `Patient/${u}-p1` } }),
         o2: observation({ code, subject: { reference: `Patient/${u}-p1` } }),
@@ -641,7 +661,7 @@ describe.each(backends())('FHIR search on $name', (backend) => {
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
       const created: string[] = [];
       for (let i = 0; i < 7; i++) {
-        const patient = await create(client, { resourceType: 'Patient', identifier, gender: i < 4 ? 'female' : 'male' });
+        const patient = await followedPatient(client, { identifier, gender: i < 4 ? 'female' : 'male' });
         created.push(patient.id!);
         await clockPast(patient.meta?.lastUpdated); // a strict order by _lastUpdated
       }
@@ -661,8 +681,8 @@ describe.each(backends())('FHIR search on $name', (backend) => {
     it('searches the same way with POST _search and a form body', async () => {
       const u = unique('post');
       const identifier = [{ system: `urn:test:${u}`, value: '1' }];
-      const a = await create(client, { resourceType: 'Patient', identifier, name: [{ family: 'Poste' }] });
-      await create(client, { resourceType: 'Patient', identifier, name: [{ family: 'Autre' }] });
+      const a = await followedPatient(client, { identifier, name: [{ family: 'Poste' }] });
+      await followedPatient(client, { identifier, name: [{ family: 'Autre' }] });
       const bundle = (await client.search({
         resourceType: 'Patient',
         searchParams: { identifier: `urn:test:${u}|`, family: 'poste' },

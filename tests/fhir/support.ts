@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client, type FhirResource } from 'fhir-kit-client';
-import type { Bundle, ExtractResource, OperationOutcome, Resource, ResourceType } from '@medplum/fhirtypes';
+import type { Bundle, ExtractResource, OperationOutcome, Organization, Patient, Practitioner, Reference, Resource, ResourceType } from '@medplum/fhirtypes';
+import { DEMO_IDS } from '../../fhir/demo/demo-data.js';
 
 /**
  * Typed helpers over fhir-kit-client for the FHIR REST tests: the client speaks in untyped
@@ -23,6 +24,31 @@ export async function failure(request: Promise<unknown> | undefined): Promise<Fa
   }
   throw new Error('the request succeeded but was expected to fail');
 }
+
+/**
+ * The MSP of Tende, the organization of the account the tests act as (DEFAULT_TEST_USER, the GP of
+ * Tende): the Patients it manages are in the GP's care, and a Patient the GP creates must name it.
+ */
+export const TENDE_MSP: Reference<Organization> = { reference: `Organization/${DEMO_IDS.organizations.mspTende}` };
+
+/** The GP of Tende as a performer or author: what they wrote themselves stays readable to them. */
+export const TENDE_GP: Reference<Practitioner> = { reference: `Practitioner/${DEMO_IDS.practitioners.gpTende}` };
+
+/** A Patient (not stored) followed by the MSP of Tende, as the GP of Tende records their patients. */
+export function followed(patient: Partial<Patient> = {}): Patient {
+  return { ...patient, resourceType: 'Patient', managingOrganization: TENDE_MSP };
+}
+
+/**
+ * Stores a Patient followed by the MSP of Tende, so that the GP may record and read their data:
+ * created with POST, or with PUT at the client-chosen id when `extra` has one.
+ */
+export async function followedPatient(client: Client, extra: Partial<Patient> = {}): Promise<Patient> {
+  return extra.id ? put(client, followed(extra)) : create(client, followed(extra));
+}
+
+/** A reference to a Patient. */
+export const patientRef = (patient: Patient | string): Reference<Patient> => ({ reference: `Patient/${typeof patient === 'string' ? patient : patient.id}` });
 
 /** A value unique to one test, so tests sharing a hub never see each other's resources. */
 export function unique(prefix = 'u'): string {
