@@ -1,20 +1,40 @@
 import compression from 'compression';
-import express from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
 import type { Logger } from 'pino';
-import { fhirRouter } from '../fhir/rest.js';
+import { FHIR_JSON, fhirRouter, toFhirError } from '../fhir/rest.js';
 import type { FhirStore } from '../fhir/store.js';
+import { accessOf, authenticate } from './auth/middleware.js';
+import { authRoutes } from './auth/routes.js';
+import type { Auth } from './auth/services.js';
+import { cors } from './cors.js';
+import { emergencyRoutes } from './emergency.js';
+import { ApiError, apiErrors, sendApiError } from './errors.js';
 
 export interface AppOptions {
   store: FhirStore;
+  auth: Auth;
   fhirBodyLimit: string;
   logger: Logger;
+  /** Browser origins allowed by CORS; none by default. */
+  corsOrigins?: readonly string[];
+  loginRateLimitPerMinute?: number;
+  /** express "trust proxy": which X-Forwarded-For to believe for client addresses. */
+  trustProxy?: boolean | number | string;
 }
 
-/** The hub's HTTP application: health checks and the FHIR R4 API. */
-export function createApp({ store, fhirBodyLimit, logger }: AppOptions): express.Express {
+/**
+ * The hub's HTTP application. Public: health checks, the FHIR CapabilityStatement, and login,
+ * refresh and logout (their body carries the credential). Everything else needs an access token.
+ */
+export function createApp(options: AppOptions): express.Express {
+  const { store, auth, fhirBodyLimit, logger, corsOrigins = [], loginRateLimitPerMinute = 20, trustProxy = false } = options;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.set('trust proxy', trustProxy);
+  app.use(helmet());
+  app.use(cors(corsOrigins));
   // Responses are compressed when the client asks (Accept-Encoding): e-valise links are slow.
   app.use(compression());
 
@@ -30,12 +50,33 @@ export function createApp({ store, fhirBodyLimit, logger }: AppOptions): express
     }
   });
 
+  const requireToken = authenticate(auth.keyRing, auth.accounts);
+
+  app.use('/api', express.json({ limit: '100kb' }));
+  app.use('/api/auth', authRoutes(auth, { loginRateLimitPerMinute }));
+  app.use('/api/emergency-access', requireToken, emergencyRoutes(store.repo));
+  app.use('/api', requireToken, (_req, _res, next) => next(new ApiError(404, 'not-found', 'no such API')));
+  app.use('/api', apiErrors((err) => logger.error({ err }, 'API request failed')));
+
   app.use(
     '/fhir/R4',
+    // The CapabilityStatement stays public, as FHIR servers conventionally do (and SMART on FHIR
+    // requires): clients read what the server supports, and how to authenticate, before logging in.
+    (req: Request, res: Response, next: NextFunction) =>
+      (req.method === 'GET' || req.method === 'HEAD') && req.path === '/metadata' ? next() : requireToken(req, res, next),
     fhirRouter(store.repo, {
       bodyLimit: fhirBodyLimit,
+      contextOf: (_req: Request, res: Response) => accessOf(res),
       onError: (err) => logger.error({ err }, 'FHIR request failed'),
     }),
   );
+  // Errors raised in front of the FHIR router (authentication unable to reach the database) are OperationOutcomes too.
+  app.use('/fhir/R4', (err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    logger.error({ err }, 'FHIR request failed');
+    const fhirError = toFhirError(err);
+    res.status(fhirError.status).type(FHIR_JSON).send(JSON.stringify(fhirError.outcome));
+  });
+
+  app.use((_req, res) => sendApiError(res, new ApiError(404, 'not-found', 'no such resource on this hub')));
   return app;
 }

@@ -1,6 +1,18 @@
 import path from 'node:path';
 import { z } from 'zod';
 
+const emptyAsUnset = (v: unknown) => (v === '' ? undefined : v);
+
+/** An origin as browsers send it: scheme, host and port, nothing else. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
 const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().default('0.0.0.0'),
@@ -18,6 +30,30 @@ const schema = z.object({
     .default('true')
     .transform((v) => v === 'true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Browser origins allowed to call the API (comma-separated); requests without Origin are not browsers and pass. */
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((o) => o.trim().replace(/\/$/, ''))
+        .filter((o) => o.length > 0),
+    )
+    .refine((list) => list.every(isOrigin), 'CORS_ORIGINS must list origins such as https://app.example.org, separated by commas'),
+  /** redis://… : socket.io fans out through Redis, so several hub nodes share rooms; unset, in-process. */
+  REDIS_URL: z.preprocess(emptyAsUnset, z.string().regex(/^rediss?:\/\//, 'REDIS_URL must start with redis:// or rediss://').optional()),
+  ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(900),
+  REFRESH_TOKEN_TTL_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  LOGIN_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(20),
+  /**
+   * Proxies in front of the hub whose X-Forwarded-For is believed (express "trust proxy"): false,
+   * true, a hop count, or addresses/subnets. Client addresses feed the login rate limit and the audit trail.
+   */
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .transform((v): boolean | number | string => (v === 'true' ? true : v === 'false' ? false : /^\d+$/.test(v) ? Number(v) : v)),
 });
 
 export interface HubConfig {
@@ -29,6 +65,12 @@ export interface HubConfig {
   fhirBodyLimit: string;
   loadDemoData: boolean;
   logLevel: string;
+  corsOrigins: string[];
+  redisUrl?: string;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlDays: number;
+  loginRateLimitPerMinute: number;
+  trustProxy: boolean | number | string;
 }
 
 /** Reads and validates the environment once; errors name the variable. */
@@ -48,5 +90,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
     fhirBodyLimit: c.FHIR_BODY_LIMIT,
     loadDemoData: c.LOAD_DEMO_DATA,
     logLevel: c.LOG_LEVEL,
+    corsOrigins: c.CORS_ORIGINS,
+    redisUrl: c.REDIS_URL,
+    accessTokenTtlSeconds: c.ACCESS_TOKEN_TTL_SECONDS,
+    refreshTokenTtlDays: c.REFRESH_TOKEN_TTL_DAYS,
+    loginRateLimitPerMinute: c.LOGIN_RATE_LIMIT_PER_MINUTE,
+    trustProxy: c.TRUST_PROXY,
   };
 }

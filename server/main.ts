@@ -2,10 +2,15 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
+import { SYSTEM } from '../fhir/access.js';
 import { demoBundle } from '../fhir/demo/demo-data.js';
 import { openFhirStore, seedOnce } from '../fhir/store.js';
 import { createApp } from './app.js';
+import { fhirAuditSink } from './auth/fhir-audit-sink.js';
+import { seedDemoAccounts } from './auth/demo-accounts.js';
+import { openAuth } from './auth/services.js';
 import { loadConfig, type HubConfig } from './config.js';
+import { Realtime } from './realtime.js';
 
 export interface RunningHub {
   url: string;
@@ -14,7 +19,8 @@ export interface RunningHub {
 
 /**
  * Starts the hub: HTTP first (answering 503 while starting, so health checks see it come up), then
- * storage (PGlite or PostgreSQL) with its migrations, demo data once, and the application.
+ * storage (PGlite or PostgreSQL) with its migrations, authentication (its migrations and signing
+ * key), demo data and demo accounts once, the application and socket.io.
  */
 export async function startHub(config: HubConfig): Promise<RunningHub> {
   const logger = pino({ level: config.logLevel });
@@ -36,18 +42,39 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   });
   if (config.loadDemoData) {
     const loaded = await seedOnce(store, 'demo-v1', async () => {
-      await store.repo.transaction(demoBundle());
+      await store.repo.transaction(SYSTEM, demoBundle());
     });
     if (loaded) logger.info('demo data loaded');
   }
-  const app = createApp({ store, fhirBodyLimit: config.fhirBodyLimit, logger });
+  const auth = await openAuth(store.db, {
+    audit: fhirAuditSink(store.repo),
+    accessTokenTtlSeconds: config.accessTokenTtlSeconds,
+    refreshTokenTtlDays: config.refreshTokenTtlDays,
+  });
+  if (config.loadDemoData) {
+    const seeded = await seedOnce(store, 'demo-accounts-v1', async () => {
+      await seedDemoAccounts(auth.accounts);
+    });
+    if (seeded) logger.warn('demo accounts created (public passwords, see README): set LOAD_DEMO_DATA=false in production');
+  }
+  const app = createApp({
+    store,
+    auth,
+    fhirBodyLimit: config.fhirBodyLimit,
+    logger,
+    corsOrigins: config.corsOrigins,
+    loginRateLimitPerMinute: config.loginRateLimitPerMinute,
+    trustProxy: config.trustProxy,
+  });
   server.removeAllListeners('request');
   server.on('request', app);
-  logger.info({ port, url: publicUrl, storage: store.db.kind }, 'hub listening');
+  // After the app: socket.io takes over the request listeners and hands on what is not its own.
+  const realtime = await Realtime.attach(server, { auth, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl, logger });
+  logger.info({ port, url: publicUrl, storage: store.db.kind, realtime: config.redisUrl ? 'redis' : 'in-process' }, 'hub listening');
   return {
     url: `http://127.0.0.1:${port}`,
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await realtime.close(); // closes the HTTP server too
       await store.close();
     },
   };

@@ -22,6 +22,8 @@ import { pino } from 'pino';
 import { openFhirStore, type FhirStore } from '../../fhir/store.js';
 import { generateExam, EVALISE_RHYTHMS } from '../../fhir/evalise/synthetic.js';
 import { createApp } from '../../server/app.js';
+import { logAuditSink } from '../../server/auth/audit-sink.js';
+import { openAuth } from '../../server/auth/services.js';
 
 const env = process.env;
 const BACKENDS = (env.BENCH_BACKENDS ?? 'postgres,pglite').split(',');
@@ -47,6 +49,8 @@ const SPAN_MS = 3 * 365 * 24 * 3600 * 1000;
 interface Hub {
   store: FhirStore;
   url: string;
+  /** Authorization header of the bench's account. */
+  authorization: string;
   close(): Promise<void>;
 }
 
@@ -58,10 +62,16 @@ async function startHub(backend: string): Promise<Hub> {
   const dir = backend === 'pglite' ? mkdtempSync(path.join(tmpdir(), 'hub-bench-')) : undefined;
   const schema = backend === 'postgres' ? `bench_${Date.now().toString(36)}` : undefined;
   const store = await openFhirStore({ databaseUrl: backend === 'postgres' ? DATABASE_URL : undefined, dataDir: dir, schema, baseUrl: url, poolSize: 8 });
-  server.on('request', createApp({ store, fhirBodyLimit: '50mb', logger: pino({ level: 'silent' }) }));
+  const logger = pino({ level: 'silent' });
+  // A day-long access token: loading a million Observations outlasts the default 15 minutes.
+  const auth = await openAuth(store.db, { audit: logAuditSink(logger), accessTokenTtlSeconds: 86_400, refreshTokenTtlDays: 1 });
+  await auth.accounts.create({ username: 'bench', password: 'bench-password', displayName: 'Benchmark', role: 'gp' });
+  const { accessToken } = await auth.sessions.login('bench', 'bench-password');
+  server.on('request', createApp({ store, auth, fhirBodyLimit: '50mb', logger }));
   return {
     store,
     url,
+    authorization: `Bearer ${accessToken}`,
     close: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (schema) await store.db.exec(`DROP SCHEMA ${schema} CASCADE`);
@@ -81,11 +91,11 @@ async function inParallel<T>(items: T[], workers: number, fn: (item: T) => Promi
 }
 
 /** POSTs every body from a separate process (tests/bench/load-client.ts); returns the seconds taken. */
-async function load(url: string, bodies: unknown[], gzip: boolean, concurrency: number): Promise<number> {
+async function load(url: string, authorization: string, bodies: unknown[], gzip: boolean, concurrency: number): Promise<number> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'load-client.ts')], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  child.stdin.end(JSON.stringify({ url, bodies: bodies.map((b) => JSON.stringify(b)), gzip, concurrency }));
+  child.stdin.end(JSON.stringify({ url, authorization, bodies: bodies.map((b) => JSON.stringify(b)), gzip, concurrency }));
   let out = '';
   for await (const chunk of child.stdout) out += chunk;
   const result = JSON.parse(out) as { seconds: number; statuses: Record<string, number> };
@@ -115,10 +125,10 @@ async function ingest(hub: Hub, backend: string): Promise<Record<string, string>
   const perExam = exams[0]!.entry!.length;
   const examBytes = Buffer.byteLength(JSON.stringify(exams[0]));
 
-  const examRate = (EXAMS * perExam) / (await load(hub.url, exams, true, CONCURRENCY));
+  const examRate = (EXAMS * perExam) / (await load(hub.url, hub.authorization, exams, true, CONCURRENCY));
 
   const singles: Observation[] = Array.from({ length: SINGLES }, (_, i) => vitalObservation(10_000_000 + i));
-  const singleRate = SINGLES / (await load(`${hub.url}/Observation`, singles, false, 8));
+  const singleRate = SINGLES / (await load(`${hub.url}/Observation`, hub.authorization, singles, false, 8));
 
   // The ceiling: the same JSON rows inserted into a bare table (no index, no validation, no HTTP),
   // with the same column compression as resource_version (lz4 where the build has it).
@@ -207,7 +217,7 @@ async function timeQueries(hub: Hub, make: (i: number) => string): Promise<[numb
   for (let i = 0; i < QUERIES; i++) {
     const url = `${hub.url}/${make(i)}`;
     const t = performance.now();
-    const res = await fetch(url);
+    const res = await fetch(url, { headers: { Authorization: hub.authorization } });
     const body = (await res.json()) as Bundle;
     times.push(performance.now() - t);
     if (res.status !== 200) throw new Error(`GET ${url}: ${res.status} ${JSON.stringify(body).slice(0, 300)}`);

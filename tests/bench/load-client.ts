@@ -1,13 +1,14 @@
 /**
  * A load generator in its own process, so the client's HTTP work does not run on the hub's event
  * loop: `node --import tsx tests/bench/load-client.ts` reads one JSON job from stdin
- * ({ url, bodies: string[] (JSON), gzip, concurrency }) and prints { seconds, statuses }.
+ * ({ url, authorization, bodies: string[] (JSON), gzip, concurrency }) and prints { seconds, statuses }.
  */
 import http from 'node:http';
 import { gzipSync } from 'node:zlib';
 
 interface Job {
   url: string;
+  authorization: string;
   bodies: string[];
   gzip: boolean;
   concurrency: number;
@@ -29,6 +30,7 @@ function post(body: Buffer): Promise<void> {
         agent,
         headers: {
           'Content-Type': 'application/fhir+json',
+          Authorization: job.authorization,
           'Content-Length': body.length,
           Prefer: 'return=minimal',
           ...(job.gzip ? { 'Content-Encoding': 'gzip' } : {}),

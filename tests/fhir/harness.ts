@@ -3,7 +3,8 @@ import { createServer } from 'node:http';
 import { Client } from 'fhir-kit-client';
 import { pino } from 'pino';
 import { createApp } from '../../server/app.js';
-import { logAuditSink, type AuditSink } from '../../server/auth/audit-sink.js';
+import type { AuditSink } from '../../server/auth/audit-sink.js';
+import { fhirAuditSink } from '../../server/auth/fhir-audit-sink.js';
 import type { LockoutPolicy } from '../../server/auth/accounts.js';
 import { demoPassword, seedDemoAccounts } from '../../server/auth/demo-accounts.js';
 import { openAuth, type Auth } from '../../server/auth/services.js';
@@ -76,7 +77,7 @@ export async function startTestHub(backend: Backend, options: TestHubOptions = {
   const baseUrl = `${rootUrl}/fhir/R4`;
   const store = await openFhirStore({ databaseUrl: backend.databaseUrl, schema, baseUrl, poolSize: 25 });
   const auth = await openAuth(store.db, {
-    audit: options.audit ?? logAuditSink(logger),
+    audit: options.audit ?? fhirAuditSink(store.repo),
     accessTokenTtlSeconds: 900,
     refreshTokenTtlDays: 30,
     ...(options.lockout ? { lockout: options.lockout } : {}),
