@@ -60,7 +60,11 @@ export interface Scope {
   clinical: boolean;
 }
 
-export async function scopeOf(exec: SqlExecutor, ctx: UserContext): Promise<Scope> {
+/**
+ * The caller's reach. With `only`, just which of those patients are reached (a few index probes
+ * instead of every patient an organization follows): enough for a read or a one-patient search.
+ */
+export async function scopeOf(exec: SqlExecutor, ctx: UserContext, only?: string[]): Promise<Scope> {
   const selfRefs = [
     ctx.practitionerId && `Practitioner/${ctx.practitionerId}`,
     ctx.practitionerRoleId && `PractitionerRole/${ctx.practitionerRoleId}`,
@@ -69,6 +73,9 @@ export async function scopeOf(exec: SqlExecutor, ctx: UserContext): Promise<Scop
   const clinical = ctx.role !== 'admin';
   if (!clinical || selfRefs.length === 0) return { ctx, selfRefs, patientIds: [], emergencyPatientIds: [], clinical };
   const orgRef = ctx.organizationId ? `Organization/${ctx.organizationId}` : '';
+  if (only?.length === 0) return { ctx, selfRefs, patientIds: [], emergencyPatientIds: [], clinical };
+  const onlyRefs = only ? 'AND p.ref = ANY($6::text[])' : '';
+  const onlyIds = (col: string) => (only ? `AND ${col} = ANY($7::text[])` : '');
   const rows = await exec.query<{ patient_id: string; emergency: boolean }>(
     // Index rows exist for current, non-deleted versions only: no join to resource is needed.
     `SELECT DISTINCT patient_id, false AS emergency FROM (
@@ -76,33 +83,33 @@ export async function scopeOf(exec: SqlExecutor, ctx: UserContext): Promise<Scop
        SELECT p.target_id AS patient_id
          FROM sp_reference m
          JOIN sp_reference p ON p.resource_type = 'CareTeam' AND p.id = m.id AND p.code = 'patient' AND p.target_type = 'Patient'
-        WHERE m.resource_type = 'CareTeam' AND m.code = 'participant' AND m.ref = ANY($1::text[])
+        WHERE m.resource_type = 'CareTeam' AND m.code = 'participant' AND m.ref = ANY($1::text[]) ${onlyRefs}
           AND NOT EXISTS (SELECT 1 FROM sp_token s WHERE s.resource_type = 'CareTeam' AND s.id = m.id AND s.code = 'status'
                             AND s.value IN ('inactive', 'entered-in-error', 'suspended'))
        UNION
        -- patients followed by the caller's organization
-       SELECT o.id FROM sp_reference o WHERE o.resource_type = 'Patient' AND o.code = 'organization' AND o.ref = $2
+       SELECT o.id FROM sp_reference o WHERE o.resource_type = 'Patient' AND o.code = 'organization' AND o.ref = $2 ${onlyIds('o.id')}
        UNION
        -- open tele-expertise tasks addressed to the caller, their role or their pool
        SELECT p.target_id FROM sp_reference w
          JOIN sp_reference p ON p.resource_type = 'Task' AND p.id = w.id AND p.code = 'patient' AND p.target_type = 'Patient'
          JOIN sp_token s ON s.resource_type = 'Task' AND s.id = w.id AND s.code = 'status' AND s.value = ANY($3::text[])
-        WHERE w.resource_type = 'Task' AND w.code = 'owner' AND w.ref = ANY($1::text[])
+        WHERE w.resource_type = 'Task' AND w.code = 'owner' AND w.ref = ANY($1::text[]) ${onlyRefs}
        UNION
        SELECT p.target_id FROM sp_reference w
          JOIN sp_reference p ON p.resource_type = 'ServiceRequest' AND p.id = w.id AND p.code = 'patient' AND p.target_type = 'Patient'
          JOIN sp_token s ON s.resource_type = 'ServiceRequest' AND s.id = w.id AND s.code = 'status' AND s.value IN ('active', 'on-hold', 'draft')
-        WHERE w.resource_type = 'ServiceRequest' AND w.code = 'performer' AND w.ref = ANY($1::text[])
+        WHERE w.resource_type = 'ServiceRequest' AND w.code = 'performer' AND w.ref = ANY($1::text[]) ${onlyRefs}
        UNION
        -- open appointments (teleconsultations) the caller takes part in
        SELECT p.target_id FROM sp_reference a
          JOIN sp_reference p ON p.resource_type = 'Appointment' AND p.id = a.id AND p.code = 'patient' AND p.target_type = 'Patient'
          JOIN sp_token s ON s.resource_type = 'Appointment' AND s.id = a.id AND s.code = 'status' AND s.value = ANY($4::text[])
-        WHERE a.resource_type = 'Appointment' AND a.code = 'actor' AND a.ref = ANY($1::text[])
+        WHERE a.resource_type = 'Appointment' AND a.code = 'actor' AND a.ref = ANY($1::text[]) ${onlyRefs}
      ) reached
      UNION ALL
-     SELECT patient_id, true FROM access_grant WHERE account_id = $5 AND expires_at > now() AND revoked_at IS NULL`,
-    [selfRefs, orgRef, OPEN_TASK, OPEN_APPOINTMENT, ctx.accountId],
+     SELECT patient_id, true FROM access_grant WHERE account_id = $5 AND expires_at > now() AND revoked_at IS NULL ${onlyIds('patient_id')}`,
+    [selfRefs, orgRef, OPEN_TASK, OPEN_APPOINTMENT, ctx.accountId, ...(only ? [only.map((id) => `Patient/${id}`), only] : [])],
   );
   const patientIds = new Set<string>();
   const emergency = new Set<string>();

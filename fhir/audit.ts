@@ -59,7 +59,7 @@ export function auditEvent(ctx: AccessContext, facts: AuditFacts, now = new Date
       role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1', display: 'Patient' },
     })),
     ...facts.resources
-      .filter((r) => !r.startsWith('Patient/'))
+      .filter((r) => !facts.patientIds.includes(r.replace(/^Patient\//, '')) || !r.startsWith('Patient/'))
       .slice(0, MAX_LISTED)
       .map((reference) => ({ what: { reference }, type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '2', display: 'System Object' } })),
   ];

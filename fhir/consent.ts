@@ -78,10 +78,19 @@ async function consented(exec: SqlExecutor, starts: ActStart[]): Promise<Set<str
  * Checks consent for the acts the new resources start. Returns Flags to store with them for
  * emergencies that went ahead without consent; throws 422 naming the missing Consent otherwise.
  */
-export async function checkConsent(exec: SqlExecutor, created: Resource[], now: string): Promise<Flag[]> {
-  const starts = created.map(actStartedBy).filter((s): s is ActStart => !!s);
+export async function checkConsent(exec: SqlExecutor, started: Resource[], now: string, writtenWith: Resource[] = []): Promise<Flag[]> {
+  const starts = started.map(actStartedBy).filter((s): s is ActStart => !!s);
   if (starts.length === 0) return [];
   const ok = await consented(exec, starts);
+  // A Consent recorded in the same write (a bundle with the consent and the request) counts too.
+  for (const r of writtenWith) {
+    if (r.resourceType !== 'Consent' || r.status !== 'active') continue;
+    const end = r.provision?.period?.end;
+    if (end && Date.parse(end) < Date.parse(now)) continue;
+    const patient = r.patient?.reference?.replace(/^Patient\//, '');
+    const act = actIn(r.category);
+    if (patient && act) ok.add(`${patient}|${act}`);
+  }
   const flags: Flag[] = [];
   for (const s of starts) {
     if (ok.has(`${s.patientId}|${s.act}`)) continue;

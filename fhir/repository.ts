@@ -3,11 +3,11 @@ import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import { SYSTEM, type AccessContext } from './access.js';
 import { AccessDenied, canRead, checkWrite, compartmentParams, hidden, patientsOf, readCondition, scopeOf, type Scope } from './access-policy.js';
 import { auditEvent, type AuditFacts, type Interaction } from './audit.js';
-import { checkConsent } from './consent.js';
+import { actStartedBy, checkConsent } from './consent.js';
 import type { Database, SqlExecutor } from './db.js';
 import { FhirError, badRequest, gone, notFound, preconditionFailed } from './errors.js';
 import { applyJsonPatch, type JsonPatchOperation } from './patch.js';
-import { SqlArgs, cursorCondition, encodeCursor, filterPairs, parseSearch, type IncludeSpec, type ParsedSearch } from './search.js';
+import { SqlArgs, cursorCondition, encodeCursor, filterPairs, parseSearch, pinnedPatient, type IncludeSpec, type ParsedSearch } from './search.js';
 import { checkId, checkType, validate } from './validation.js';
 import { writeVersions, type PendingVersion } from './writer.js';
 
@@ -93,10 +93,15 @@ export class FhirRepository {
     return scope;
   }
 
+  /** The caller's reach among the given patients only (not cached: it answers one question). */
+  private reach(ctx: AccessContext, exec: SqlExecutor, patientIds: string[]): Promise<Scope | undefined> {
+    return ctx.kind === 'system' ? Promise.resolve(undefined) : scopeOf(exec, ctx, patientIds);
+  }
+
   /** Records one access by a professional; the hub's own work is not audited. */
-  private async audit(ctx: AccessContext, facts: AuditFacts, exec: SqlExecutor): Promise<void> {
+  private async audit(ctx: AccessContext, facts: AuditFacts, exec: SqlExecutor, scope?: Scope): Promise<void> {
     if (ctx.kind === 'system') return;
-    const scope = await this.scope(ctx, exec);
+    // Access through break-the-glass is marked as such (purpose BTG) in the trail.
     const emergency = new Set(scope?.emergencyPatientIds ?? []);
     await writeVersions(exec, [auditVersion(ctx, { ...facts, emergency: facts.patientIds.some((p) => emergency.has(p)) })]);
   }
@@ -167,34 +172,33 @@ export class FhirRepository {
   async read(ctx: AccessContext, type: string, id: string, exec: SqlExecutor = this.db): Promise<Resource> {
     checkType(type);
     checkId(id);
-    const scope = await this.scope(ctx, exec);
-    const args = new SqlArgs();
-    const where = `r.resource_type = ${args.add(type)} AND r.id = ${args.add(id)}`;
-    const visible = readCondition(type, scope, 'r', args) ?? 'true';
-    const rows = await exec.query<Row & { visible: boolean; patients: string[] }>(
-      `SELECT r.deleted, r.version_id, v.content, ${visible} AS visible, ${this.patientsColumn(type, 'r', args)} AS patients
-         FROM resource r
+    const rows = await exec.query<Row>(
+      `SELECT r.deleted, v.content FROM resource r
          JOIN resource_version v ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id
-        WHERE ${where}`,
-      args.values,
+        WHERE r.resource_type = $1 AND r.id = $2`,
+      [type, id],
     );
     const row = rows[0];
     if (!row) throw notFound(`${type}/${id} not found`);
-    if (row.deleted || !row.content) {
-      // Deleted resources keep no index rows: judge by the last version that had content.
+    // Deleted resources are judged by the last version that had content.
+    let content = row.content;
+    if (row.deleted || !content) {
       const last = await exec.query<Row>(
         `SELECT content FROM resource_version WHERE resource_type = $1 AND id = $2 AND content IS NOT NULL ORDER BY version_id DESC LIMIT 1`,
         [type, id],
       );
-      if (last[0]?.content && !canRead(scope, JSON.parse(last[0].content) as Resource)) throw hidden(`${type}/${id}`);
-      throw gone(`${type}/${id} was deleted`);
+      content = last[0]?.content ?? null;
     }
-    if (!row.visible) {
+    const resource = content ? (JSON.parse(content) as Resource) : undefined;
+    const patients = resource ? patientsOf(resource) : [];
+    const reach = await this.reach(ctx, exec, patients);
+    if (resource && !canRead(reach, resource)) {
       await this.audit(ctx, { interaction: 'read', resources: [`${type}/${id}`], patientIds: [], outcome: 'denied' }, exec);
       throw hidden(`${type}/${id}`);
     }
-    await this.audit(ctx, { interaction: 'read', resources: [`${type}/${id}`], patientIds: row.patients, outcome: 'success' }, exec);
-    return JSON.parse(row.content) as Resource;
+    if (row.deleted || !resource) throw gone(`${type}/${id} was deleted`);
+    await this.audit(ctx, { interaction: 'read', resources: [`${type}/${id}`], patientIds: patients, outcome: 'success' }, exec, reach);
+    return resource;
   }
 
   async vread(ctx: AccessContext, type: string, id: string, versionId: string): Promise<Resource> {
@@ -208,14 +212,23 @@ export class FhirRepository {
     );
     const row = rows[0];
     if (!row) throw notFound(`${type}/${id}/_history/${versionId} not found`);
-    if (row.deleted || !row.content) throw gone(`${type}/${id} version ${versionId} is a deletion`);
-    const resource = JSON.parse(row.content) as Resource;
-    const scope = await this.scope(ctx, this.db);
-    if (!canRead(scope, resource)) {
+    // A deletion is judged by the version before it: whether it existed is not for every eye.
+    let content = row.content;
+    if (row.deleted || !content) {
+      const before = await this.db.query<Row>(
+        `SELECT content FROM resource_version WHERE resource_type = $1 AND id = $2 AND version_id < $3 AND content IS NOT NULL ORDER BY version_id DESC LIMIT 1`,
+        [type, id, vid],
+      );
+      content = before[0]?.content ?? null;
+    }
+    const resource = content ? (JSON.parse(content) as Resource) : undefined;
+    const reach = resource ? await this.reach(ctx, this.db, patientsOf(resource)) : undefined;
+    if (resource && !canRead(reach, resource)) {
       await this.audit(ctx, { interaction: 'vread', resources: [`${type}/${id}`], patientIds: [], outcome: 'denied' }, this.db);
       throw hidden(`${type}/${id}/_history/${versionId}`);
     }
-    await this.audit(ctx, { interaction: 'vread', resources: [`${type}/${id}`], patientIds: patientsOf(resource), outcome: 'success' }, this.db);
+    if (row.deleted || !row.content || !resource) throw gone(`${type}/${id} version ${versionId} is a deletion`);
+    await this.audit(ctx, { interaction: 'vread', resources: [`${type}/${id}`], patientIds: patientsOf(resource), outcome: 'success' }, this.db, reach);
     return resource;
   }
 
@@ -262,6 +275,7 @@ export class FhirRepository {
       ctx,
       { interaction: id ? 'history-instance' : 'history-type', resources: [...readable].map((r) => `${type}/${r}`), patientIds: [...patients], outcome: 'success' },
       this.db,
+      scope,
     );
     return {
       resourceType: 'Bundle',
@@ -290,9 +304,11 @@ export class FhirRepository {
 
   async search(ctx: AccessContext, type: string, pairs: [string, string][], exec: SqlExecutor = this.db): Promise<Bundle> {
     checkType(type);
-    const scope = await this.scope(ctx, exec);
+    // A search pinned to one patient needs only that patient's reach (its rows all belong to them).
+    const pin = pinnedPatient(type, pairs);
+    const scope = pin ? await this.reach(ctx, exec, [pin]) : await this.scope(ctx, exec);
     const args = new SqlArgs();
-    const parsed = parseSearch(type, pairs, args);
+    const parsed = parseSearch(type, pairs, args, scope);
     const access = readCondition(type, scope, 'r', args);
     const where = [`r.resource_type = ${args.add(type)}`, 'NOT r.deleted', ...parsed.where, ...(access ? [access] : [])];
 
@@ -300,7 +316,7 @@ export class FhirRepository {
     if (parsed.total !== 'none' || parsed.summaryCount) {
       const countArgs = new SqlArgs();
       // Only the filters: parameters of sorting and paging would leave unused, untyped SQL arguments.
-      const again = parseSearch(type, filterPairs(pairs), countArgs);
+      const again = parseSearch(type, filterPairs(pairs), countArgs, scope);
       const countAccess = readCondition(type, scope, 'r', countArgs);
       const countWhere = [`r.resource_type = ${countArgs.add(type)}`, 'NOT r.deleted', ...again.where, ...(countAccess ? [countAccess] : [])];
       const rows = await exec.query<{ n: string }>(`SELECT count(*) AS n FROM resource r WHERE ${countWhere.join(' AND ')}`, countArgs.values);
@@ -369,6 +385,7 @@ export class FhirRepository {
         query: `${type}?${new URLSearchParams(pairs)}`,
       },
       exec,
+      scope,
     );
     return { resourceType: 'Bundle', type: 'searchset', ...(total !== undefined ? { total } : {}), link: links, entry: entries };
   }
@@ -390,7 +407,7 @@ export class FhirRepository {
     const limit = parsed.count + 1;
     const build = () => {
       const args = new SqlArgs();
-      const filters = parseSearch(type, pairs.filter(([name]) => !name.startsWith('_sort') && name !== '_cursor'), args);
+      const filters = parseSearch(type, pairs.filter(([name]) => !name.startsWith('_sort') && name !== '_cursor'), args, scope);
       const access = readCondition(type, scope, 'r', args);
       return { args, where: [`r.resource_type = ${args.add(type)}`, 'NOT r.deleted', ...filters.where, ...(access ? [access] : [])] };
     };
@@ -514,7 +531,6 @@ export class FhirRepository {
    * the search parameters (patient/subject, category, code, date…).
    */
   async lastn(ctx: AccessContext, pairs: [string, string][], exec: SqlExecutor = this.db): Promise<Bundle> {
-    const scope = await this.scope(ctx, exec);
     let max = 1;
     const rest: [string, string][] = [];
     for (const [k, v] of pairs) {
@@ -523,8 +539,10 @@ export class FhirRepository {
         if (!Number.isInteger(max) || max < 1 || max > 1000) throw badRequest(`max must be an integer from 1 to 1000, not "${v}"`, ['max']);
       } else rest.push([k, v]);
     }
+    const pin = pinnedPatient('Observation', rest);
+    const scope = pin ? await this.reach(ctx, exec, [pin]) : await this.scope(ctx, exec);
     const args = new SqlArgs();
-    const parsed = parseSearch('Observation', rest, args);
+    const parsed = parseSearch('Observation', rest, args, scope);
     if (parsed.sort.length || parsed.includes.length || parsed.revincludes.length) {
       throw badRequest('$lastn takes search filters and max only (no _sort or _include)', ['_sort']);
     }
@@ -556,6 +574,7 @@ export class FhirRepository {
         query: `Observation/$lastn?${new URLSearchParams(pairs)}`,
       },
       exec,
+      scope,
     );
     return {
       resourceType: 'Bundle',
@@ -634,14 +653,20 @@ export class FhirRepository {
    */
   async applyWrites(tx: SqlExecutor, ops: WriteOp[], ctx: AccessContext = SYSTEM, interaction: Interaction = 'transaction'): Promise<OpResult[]> {
     const now = new Date().toISOString();
-    const scope = await this.scope(ctx, tx);
+    // The caller's reach among the patients these writes name (a few probes, not their whole panel).
+    const named = new Set(ops.flatMap((op) => (op.kind === 'create' || op.kind === 'update' ? patientsOf(op.resource) : [])));
+    let scope = await this.reach(ctx, tx, [...named]);
     const results: (OpResult | undefined)[] = new Array(ops.length);
     const urnMap = new Map<string, string>();
 
     // 2. Resolve conditions (one query for all of them) and assign ids.
+    // Conditions are matched within the caller's reach: narrowed to the named patients when every
+    // conditional write names one (e-valise readings), the whole reach otherwise (a Patient by INS).
+    const conditional = ops.filter((op) => (op.kind === 'create' && op.ifNoneExist) || (op.kind === 'update' && op.condition));
+    const narrow = conditional.every((op) => (op.kind === 'create' || op.kind === 'update') && op.resource.resourceType !== 'Patient' && patientsOf(op.resource).length > 0);
     const matches = await this.matchConditions(
       tx,
-      scope,
+      conditional.length > 0 && !narrow ? await this.scope(ctx, tx) : scope,
       ops.map((op) =>
         op.kind === 'create' && op.ifNoneExist
           ? { type: op.resource.resourceType, condition: op.ifNoneExist }
@@ -715,20 +740,16 @@ export class FhirRepository {
            FOR UPDATE OF r`,
         [existingKeys.map((k) => k.type), existingKeys.map((k) => k.id)],
       );
-      for (const r of rows) {
-        current.set(`${r.resource_type}/${r.id}`, r);
-        // What is already stored must be within reach too: nothing is taken over from another team.
-        if (scope && r.content && !canRead(scope, JSON.parse(r.content) as Resource)) throw hidden(`${r.resource_type}/${r.id}`);
-      }
+      for (const r of rows) current.set(`${r.resource_type}/${r.id}`, r);
     }
 
     // Patients this very write brings into being are within reach of the rest of it (their own
     // check refuses any the caller's organization does not follow): an exam may come with its patient.
     const newPatients = targets.filter((t, i) => t.type === 'Patient' && (ops[i]!.kind === 'create' || ops[i]!.kind === 'update') && !results[i] && !current.has(`Patient/${t.id}`));
-    const writeScope = scope && newPatients.length > 0 ? { ...scope, patientIds: [...scope.patientIds, ...newPatients.map((t) => t.id)] } : scope;
 
     // 4. Build the new versions.
     const pending: PendingVersion[] = [];
+    const checks: [Resource, 'create' | 'update' | 'delete'][] = [];
     for (let i = 0; i < ops.length; i++) {
       if (results[i] || sameAs.has(i)) continue;
       const op = ops[i]!;
@@ -743,11 +764,13 @@ export class FhirRepository {
         }
       }
       if (op.kind === 'delete') {
-        if (!cur || cur.deleted) {
+        // Deleting twice is fine (retries); deleting what never existed is a 404, as for another team's record.
+        if (!cur) throw notFound(`${type}/${id} not found`);
+        if (cur.deleted) {
           results[i] = { status: 204, type, id };
           continue;
         }
-        if (cur.content) checkWrite(scope, JSON.parse(cur.content) as Resource, 'delete');
+        if (cur.content) checks.push([JSON.parse(cur.content) as Resource, 'delete']);
         pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action: 'delete', replacesIndex: true });
         results[i] = { status: 204, type, id, versionId: nextVersion, lastModified: now };
         continue;
@@ -768,16 +791,35 @@ export class FhirRepository {
         meta: { ...resource.meta, versionId: String(nextVersion), lastUpdated: now },
       } as Resource;
       const action = op.kind === 'create' || !cur ? 'create' : 'update';
-      checkWrite(writeScope, stored, action);
+      checks.push([stored, action]);
       pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action, resource: stored, replacesIndex: !!cur && !cur.deleted });
       results[i] = { status: cur && !cur.deleted ? 200 : 201, resource: stored, type, id, versionId: nextVersion, lastModified: now };
     }
 
     for (const [i, first] of sameAs) results[i] = { ...results[first]!, status: 200 };
 
+    // 5. Access: what is stored and what will be must both be within the caller's reach.
+    if (scope) {
+      const stored = [...current.values()].filter((c) => c.content).map((c) => JSON.parse(c.content!) as Resource);
+      const needed = new Set([...stored, ...checks.map(([r]) => r)].flatMap(patientsOf));
+      if ([...needed].some((p) => !named.has(p))) scope = await this.reach(ctx, tx, [...needed]);
+      // Nothing is taken over from another team: the current versions must be readable.
+      for (const r of stored) if (!canRead(scope, r)) throw hidden(`${r.resourceType}/${r.id}`);
+      // Patients this very write brings into being are within reach of the rest of it (their own
+      // check refuses any the caller's organization does not follow): an exam may come with its patient.
+      const writeScope = newPatients.length > 0 ? { ...scope!, patientIds: [...scope!.patientIds, ...newPatients.map((t) => t.id)] } : scope;
+      for (const [resource, action] of checks) checkWrite(writeScope, resource, action);
+    }
+
     // Starting a telemedicine act needs the patient's consent (emergencies go ahead, flagged).
-    const created = pending.filter((p) => p.action === 'create' && p.resource).map((p) => p.resource!);
-    for (const flag of await checkConsent(tx, created, now)) {
+    // An update that turns a resource into the start of an act counts as starting it.
+    const starting = pending.filter((p) => {
+      if (!p.resource) return false;
+      const before = current.get(`${p.type}/${p.id}`);
+      return p.action === 'create' || !before?.content || actStartedBy(JSON.parse(before.content) as Resource)?.act !== actStartedBy(p.resource)?.act;
+    });
+    const writtenNow = pending.filter((p) => p.resource).map((p) => p.resource!);
+    for (const flag of await checkConsent(tx, starting.map((p) => p.resource!), now, writtenNow)) {
       pending.push({ type: 'Flag', id: flag.id!, versionId: 1, lastUpdated: now, action: 'create', resource: { ...flag, meta: { versionId: '1', lastUpdated: now } }, replacesIndex: false });
     }
 
@@ -820,7 +862,7 @@ export class FhirRepository {
       if (pairs.length === 0 || pairs.some(([name]) => CONTROL_IN_CONDITION.test(name))) {
         throw badRequest(`invalid condition "${c.condition}": search parameters only, at least one`);
       }
-      const parsed = parseSearch(c.type, pairs, args);
+      const parsed = parseSearch(c.type, pairs, args, scope);
       // A condition only sees what the caller may read: it cannot probe other teams' records.
       const access = readCondition(c.type, scope, 'r', args);
       const where = [`r.resource_type = ${args.add(c.type)}`, 'NOT r.deleted', ...parsed.where, ...(access ? [access] : [])];

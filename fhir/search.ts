@@ -1,5 +1,5 @@
 import { searchParam, isSupportedType, type IndexedParam } from './definitions.js';
-import { compartmentParams } from './access-policy.js';
+import { compartmentParams, readCondition, type Scope } from './access-policy.js';
 import { badRequest, notSupported } from './errors.js';
 import { dateRange, normalizeString, parseReference } from './indexer.js';
 
@@ -148,10 +148,10 @@ let aliasCounter = 0;
 const nextAlias = (p: string) => `${p}${++aliasCounter % 1_000_000}`;
 
 /** Condition (over `alias`) for one parameter name and one value of the query. */
-function paramCondition(type: string, name: string, rawValue: string, alias: string, args: SqlArgs): string {
+function paramCondition(type: string, name: string, rawValue: string, alias: string, args: SqlArgs, scope: Scope | undefined): string {
   // Chaining: subject:Patient.identifier=… (one level)
   const dot = name.indexOf('.');
-  if (dot > 0) return chainCondition(type, name.slice(0, dot), name.slice(dot + 1), rawValue, alias, args);
+  if (dot > 0) return chainCondition(type, name.slice(0, dot), name.slice(dot + 1), rawValue, alias, args, scope);
 
   const [code, modifier] = name.split(':', 2) as [string, string | undefined];
 
@@ -189,6 +189,15 @@ function paramCondition(type: string, name: string, rawValue: string, alias: str
   const ors = splitOr(rawValue).map((v) => valueCondition(param, modifier, v, t, args, name));
   const sql = `EXISTS (SELECT 1 FROM sp_${param.kind} ${t} WHERE ${owner(alias, t)} AND ${t}.code = ${args.add(code)} AND (${ors.join(' OR ')}))`;
   return negate ? `NOT ${sql}` : sql;
+}
+
+/** The one patient a search is restricted to, if its filters pin it (subject=Patient/x, patient=x). */
+export function pinnedPatient(type: string, pairs: [string, string][]): string | undefined {
+  for (const [name, value] of pairs) {
+    const id = patientOfFilter(type, name, value);
+    if (id) return id;
+  }
+  return undefined;
 }
 
 /** The patient a filter pins the search to: subject=Patient/x, patient=x, subject:Patient=x. */
@@ -310,7 +319,7 @@ function valueCondition(param: IndexedParam, modifier: string | undefined, v: st
   }
 }
 
-function chainCondition(type: string, left: string, right: string, value: string, alias: string, args: SqlArgs): string {
+function chainCondition(type: string, left: string, right: string, value: string, alias: string, args: SqlArgs, scope: Scope | undefined): string {
   if (right.includes('.')) throw notSupported(`only one level of chaining is supported: "${left}.${right}"`);
   const [code, modifier] = left.split(':', 2) as [string, string | undefined];
   const param = searchParam(type, code);
@@ -331,8 +340,10 @@ function chainCondition(type: string, left: string, right: string, value: string
   const rf = nextAlias('c');
   const per = targets.map((target) => {
     const r2 = nextAlias('t');
-    const inner = paramCondition(target, right, value, r2, args);
-    return `(${rf}.target_type = ${args.add(target)} AND ${rf}.target_id IN (SELECT ${r2}.id FROM resource ${r2} WHERE ${r2}.resource_type = ${args.add(target)} AND NOT ${r2}.deleted AND ${inner}))`;
+    const inner = paramCondition(target, right, value, r2, args, scope);
+    // The chained-to resources pass the caller's access rule too: a chain cannot probe other teams' data.
+    const access = readCondition(target, scope, r2, args);
+    return `(${rf}.target_type = ${args.add(target)} AND ${rf}.target_id IN (SELECT ${r2}.id FROM resource ${r2} WHERE ${r2}.resource_type = ${args.add(target)} AND NOT ${r2}.deleted AND ${inner}${access ? ` AND ${access}` : ''}))`;
   });
   return `EXISTS (SELECT 1 FROM sp_reference ${rf} WHERE ${owner(alias, rf)} AND ${rf}.code = ${args.add(code)} AND (${per.join(' OR ')}))`;
 }
@@ -374,8 +385,11 @@ function parseInclude(value: string, rev: boolean, searchType: string): IncludeS
   return { sourceType, param, targetType };
 }
 
-/** Turns the query pairs of a search into SQL pieces over `resource r`. */
-export function parseSearch(type: string, pairs: [string, string][], args: SqlArgs): ParsedSearch {
+/**
+ * Turns the query pairs of a search into SQL pieces over `resource r`. `scope` (the caller's
+ * reach) applies to what chained parameters look into; the caller adds it for `r` itself.
+ */
+export function parseSearch(type: string, pairs: [string, string][], args: SqlArgs, scope?: Scope): ParsedSearch {
   const parsed: ParsedSearch = {
     type,
     where: [],
@@ -435,7 +449,7 @@ export function parseSearch(type: string, pairs: [string, string][], args: SqlAr
       (dateRanges.get(name) ?? dateRanges.set(name, []).get(name)!).push(value);
       continue;
     }
-    parsed.where.push(paramCondition(type, name, value, 'r', args));
+    parsed.where.push(paramCondition(type, name, value, 'r', args, scope));
   }
   for (const [name, values] of dateRanges) parsed.where.push(dateRangeCondition(name, values, 'r', args));
   return parsed;
