@@ -8,7 +8,7 @@
  *
  * Environment: BENCH_BACKENDS (postgres,pglite), BENCH_DATABASE_URL (the machine's PostgreSQL),
  * BENCH_SIZES (100000,1000000 Observations), BENCH_EXAMS (200), BENCH_SINGLES (3000),
- * BENCH_QUERIES (200 per search and size).
+ * BENCH_VITALS_BUNDLES (60 bundles of 100 Observations), BENCH_QUERIES (200 per search and size).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,6 +31,7 @@ const DATABASE_URL = env.BENCH_DATABASE_URL ?? env.TEST_DATABASE_URL ?? 'postgre
 const SIZES = (env.BENCH_SIZES ?? '100000,1000000').split(',').map(Number);
 const EXAMS = Number(env.BENCH_EXAMS ?? 200);
 const SINGLES = Number(env.BENCH_SINGLES ?? 3000);
+const VITALS_BUNDLES = Number(env.BENCH_VITALS_BUNDLES ?? 60);
 const QUERIES = Number(env.BENCH_QUERIES ?? 200);
 const PATIENTS = 1000;
 const PRACTITIONERS = 20;
@@ -65,7 +66,27 @@ async function startHub(backend: string): Promise<Hub> {
   const logger = pino({ level: 'silent' });
   // A day-long access token: loading a million Observations outlasts the default 15 minutes.
   const auth = await openAuth(store.db, { audit: logAuditSink(logger), accessTokenTtlSeconds: 86_400, refreshTokenTtlDays: 1 });
-  await auth.accounts.create({ username: 'bench', password: 'bench-password', displayName: 'Benchmark', role: 'gp' });
+  // The bench acts as a GP of an MSP that follows the bench's patients: every request goes through
+  // the care-based access rules and leaves its AuditEvent, as in production.
+  await auth.accounts.create({
+    username: 'bench',
+    password: 'bench-password',
+    displayName: 'Benchmark',
+    role: 'gp',
+    practitionerId: 'bench-gp',
+    organizationId: 'bench-msp',
+  });
+  await store.db.transaction((tx) =>
+    store.repo.applyWrites(
+      tx,
+      Array.from({ length: PATIENTS }, (_, i) => ({
+        kind: 'update' as const,
+        type: 'Patient',
+        id: `bench-p${i}`,
+        resource: { resourceType: 'Patient', id: `bench-p${i}`, managingOrganization: { reference: 'Organization/bench-msp' } },
+      })),
+    ),
+  );
   const { accessToken } = await auth.sessions.login('bench', 'bench-password');
   server.on('request', createApp({ store, auth, fhirBodyLimit: '50mb', logger }));
   return {
@@ -127,6 +148,14 @@ async function ingest(hub: Hub, backend: string): Promise<Record<string, string>
 
   const examRate = (EXAMS * perExam) / (await load(hub.url, hub.authorization, exams, true, CONCURRENCY));
 
+  // Telesurveillance sync: a home device sends its readings as transaction bundles of 100.
+  const vitalsBundles: Bundle[] = Array.from({ length: VITALS_BUNDLES }, (_, b) => ({
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: Array.from({ length: 100 }, (_, k) => ({ resource: vitalObservation(20_000_000 + b * 100 + k), request: { method: 'POST' as const, url: 'Observation' } })),
+  }));
+  const vitalsRate = (VITALS_BUNDLES * 100) / (await load(hub.url, hub.authorization, vitalsBundles, true, CONCURRENCY));
+
   const singles: Observation[] = Array.from({ length: SINGLES }, (_, i) => vitalObservation(10_000_000 + i));
   const singleRate = SINGLES / (await load(`${hub.url}/Observation`, hub.authorization, singles, false, 8));
 
@@ -156,6 +185,7 @@ async function ingest(hub: Hub, backend: string): Promise<Record<string, string>
     'exam bundles (res/s)': fmt(examRate),
     'bare INSERT, same rows (rows/s)': fmt(bareExamRate),
     'exam % of bare': `${((100 * examRate) / bareExamRate).toFixed(0)} %`,
+    'vitals bundles of 100 (res/s)': fmt(vitalsRate),
     'single Observation (res/s)': fmt(singleRate),
     'bare single INSERT (rows/s)': fmt(bareSingleRate),
     'single % of bare': `${((100 * singleRate) / bareSingleRate).toFixed(0)} %`,
