@@ -333,7 +333,7 @@ export class FhirRepository {
     const cursor = parsed.cursor ? `WHERE ${cursorCondition(parsed.sort, parsed.cursor, args)}` : '';
     const limit = args.add(parsed.count + 1);
     const sql = `
-      SELECT q.*, v.content FROM (
+      SELECT q.*, v.content, ${this.patientsColumn(type, 'q', args)} AS patients FROM (
         SELECT f.* FROM (
           SELECT r.resource_type, r.id, r.version_id${keyCols.map((c) => `, ${c}`).join('')}
             FROM resource r WHERE ${where.join(' AND ')}
@@ -347,17 +347,9 @@ export class FhirRepository {
         : usesPatientDateIndex(parsed)
           ? await this.patientDatePage(type, pairs, parsed, scope, exec)
           : await exec.query<Row & Record<string, unknown>>(sql, args.values);
+    // Whose data was returned, for the audit trail (a column of the page query).
     const patientIds = new Set<string>();
-    if (scope && rows.length > 0) {
-      // Whose data was returned, for the audit trail (one query for the whole page).
-      const pArgs = new SqlArgs();
-      const pRows = await exec.query<{ patients: string[] }>(
-        `SELECT ${this.patientsColumn(type, 'r', pArgs)} AS patients FROM resource r
-          WHERE r.resource_type = ${pArgs.add(type)} AND r.id = ANY(${pArgs.add(rows.slice(0, parsed.count).map((r) => r.id))}::text[])`,
-        pArgs.values,
-      );
-      pRows.forEach((r) => r.patients.forEach((p) => patientIds.add(p)));
-    }
+    for (const row of rows.slice(0, parsed.count)) (row.patients as string[]).forEach((p) => patientIds.add(p));
 
     const page = rows.slice(0, parsed.count);
     const entries: BundleEntry[] = page.map((row) => ({
@@ -411,8 +403,8 @@ export class FhirRepository {
       const access = readCondition(type, scope, 'r', args);
       return { args, where: [`r.resource_type = ${args.add(type)}`, 'NOT r.deleted', ...filters.where, ...(access ? [access] : [])] };
     };
-    const content = (inner: string, order: string) => `
-      SELECT q.*, v.content FROM (${inner}) q
+    const content = (args: SqlArgs, inner: string, order: string) => `
+      SELECT q.*, v.content, ${this.patientsColumn(type, 'q', args)} AS patients FROM (${inner}) q
         JOIN resource_version v ON v.resource_type = q.resource_type AND v.id = q.id AND v.version_id = q.version_id
        ORDER BY ${order}`;
     const cursor = parsed.cursor;
@@ -424,6 +416,7 @@ export class FhirRepository {
         : '';
       rows = await exec.query(
         content(
+          args,
           `SELECT r.resource_type, r.id, r.version_id, k.hi AS s0
              FROM sp_date k JOIN resource r ON r.resource_type = k.resource_type AND r.id = k.id
             WHERE k.resource_type = ${args.add(type)} AND k.code = ${args.add(code)} AND k.patient = ${args.add(parsed.patientId)}
@@ -439,6 +432,7 @@ export class FhirRepository {
       const after = cursor && cursor[0] === null ? `AND r.id > ${args.add(String(cursor[1]))}` : '';
       const rest = await exec.query<Row & Record<string, unknown>>(
         content(
+          args,
           `SELECT r.resource_type, r.id, r.version_id, NULL::timestamptz AS s0 FROM resource r
             WHERE ${where.join(' AND ')} ${after}
               AND NOT EXISTS (SELECT 1 FROM sp_date k WHERE k.resource_type = r.resource_type AND k.id = r.id
