@@ -411,16 +411,21 @@ export class FhirRepository {
     let rows: (Row & Record<string, unknown>)[] = [];
     if (!cursor || cursor[0] !== null) {
       const { args, where } = build();
-      const after = cursor
-        ? `AND (k.hi < ${args.add(cursor[0])}::timestamptz OR (k.hi = ${args.add(cursor[0])}::timestamptz AND r.id > ${args.add(String(cursor[1]))}))`
-        : '';
+      const c = cursor ? args.add(cursor[0]) : '';
+      const upTo = cursor ? `AND k.hi <= ${c}::timestamptz` : '';
+      const after = cursor ? `WHERE (k.hi < ${c}::timestamptz OR r.id > ${args.add(String(cursor[1]))})` : '';
+      // The date index is walked newest first in a subquery kept apart (OFFSET 0), each date's
+      // resource is filtered in a lateral join, and the walk stops once the page is full.
       rows = await exec.query(
         content(
           args,
           `SELECT r.resource_type, r.id, r.version_id, k.hi AS s0
-             FROM sp_date k JOIN resource r ON r.resource_type = k.resource_type AND r.id = k.id
-            WHERE k.resource_type = ${args.add(type)} AND k.code = ${args.add(code)} AND k.patient = ${args.add(parsed.patientId)}
-              AND ${where.join(' AND ')} ${after}
+             FROM (SELECT k.resource_type, k.id, k.hi FROM sp_date k
+                    WHERE k.resource_type = ${args.add(type)} AND k.code = ${args.add(code)} AND k.patient = ${args.add(parsed.patientId)} ${upTo}
+                    ORDER BY k.hi DESC OFFSET 0) k
+             JOIN LATERAL (SELECT r.resource_type, r.id, r.version_id FROM resource r
+                            WHERE r.resource_type = k.resource_type AND r.id = k.id AND ${where.join(' AND ')}) r ON true
+            ${after}
             ORDER BY k.hi DESC, r.id LIMIT ${args.add(limit)}`,
           'q.s0 DESC, q.id',
         ),
