@@ -27,6 +27,10 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   const server = createServer((_req, res) => {
     res.writeHead(503, { 'Content-Type': 'application/json', 'Retry-After': '2' }).end('{"status":"starting"}');
   });
+  // Idle keep-alive connections outlive a load balancer's (usually 60 s): the hub never closes one
+  // that the balancer is about to reuse, which would turn into a 502 for the next request.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());

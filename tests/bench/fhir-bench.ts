@@ -57,6 +57,9 @@ interface Hub {
 
 async function startHub(backend: string): Promise<Hub> {
   const server: Server = createServer();
+  // Loading a million rows between two query runs leaves the client's kept-alive sockets idle for
+  // minutes: keep them longer than the load lasts, so no request meets a socket closed under it.
+  server.keepAliveTimeout = 30 * 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}/fhir/R4`;
