@@ -12,7 +12,7 @@ const HEART_RATE = { coding: [{ system: LOINC, code: '8867-4' }] };
 const SPO2 = { coding: [{ system: LOINC, code: '2708-6' }, { system: LOINC, code: '59408-5' }] };
 const BLOOD_PRESSURE = { coding: [{ system: LOINC, code: '85354-9' }] };
 
-describe.each(backends())('Observation/$lastn on $name', (backend) => {
+describe.each(backends())('the latest Observations per code (Observation lastn operation) on $name', (backend) => {
   let hub: TestHub;
   let client: Client;
   beforeAll(async () => {
