@@ -175,8 +175,23 @@ function addQuantity(rows: IndexRows, code: string, tv: TypedValue): void {
   rows.quantity.push([code, String(v.value), str(v.system) ?? null, str(v.code) ?? str(v.unit) ?? null]);
 }
 
+/**
+ * Rows of resources already indexed, by object: one write asks for them several times (access
+ * checks, audit, the writer). Stored versions are never mutated, so an object's rows never change.
+ */
+const indexed = new WeakMap<Resource, IndexRows>();
+
 /** Evaluates every R4 search parameter of the resource's type and returns the rows to index. */
 export function indexResource(resource: Resource): IndexRows {
+  let rows = indexed.get(resource);
+  if (!rows) {
+    rows = evaluateParams(resource);
+    indexed.set(resource, rows);
+  }
+  return rows;
+}
+
+function evaluateParams(resource: Resource): IndexRows {
   const rows = emptyIndexRows();
   const input = [toTypedValue(resource)];
   for (const param of searchParamsOf(resource.resourceType).values()) {

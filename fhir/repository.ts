@@ -43,6 +43,8 @@ interface CurrentRow {
   version_id: number;
   deleted: boolean;
   content: string | null;
+  /** The stored version, parsed. */
+  resource?: Resource;
 }
 
 /** An AuditEvent as a new version to store alongside other writes. */
@@ -740,7 +742,8 @@ export class FhirRepository {
            FOR UPDATE OF r`,
         [existingKeys.map((k) => k.type), existingKeys.map((k) => k.id)],
       );
-      for (const r of rows) current.set(`${r.resource_type}/${r.id}`, r);
+      // Parsed once: the access checks, the patch, consent and audit all read the stored version.
+      for (const r of rows) current.set(`${r.resource_type}/${r.id}`, { ...r, resource: r.content ? (JSON.parse(r.content) as Resource) : undefined });
     }
 
     // Patients this very write brings into being are within reach of the rest of it (their own
@@ -770,7 +773,7 @@ export class FhirRepository {
           results[i] = { status: 204, type, id };
           continue;
         }
-        if (cur.content) checks.push([JSON.parse(cur.content) as Resource, 'delete']);
+        if (cur.resource) checks.push([cur.resource, 'delete']);
         pending.push({ type, id, versionId: nextVersion, lastUpdated: now, action: 'delete', replacesIndex: true });
         results[i] = { status: 204, type, id, versionId: nextVersion, lastModified: now };
         continue;
@@ -779,7 +782,7 @@ export class FhirRepository {
       if (op.kind === 'patch') {
         if (!cur) throw notFound(`${type}/${id} not found`);
         if (cur.deleted) throw gone(`${type}/${id} was deleted`);
-        const patched = applyJsonPatch(JSON.parse(cur.content!) as Resource, op.patch);
+        const patched = applyJsonPatch(cur.resource!, op.patch);
         if (patched.resourceType !== type || patched.id !== id) throw FhirError.of(422, 'processing', 'a patch may not change resourceType or id');
         resource = validate(patched, type);
       } else {
@@ -800,7 +803,7 @@ export class FhirRepository {
 
     // 5. Access: what is stored and what will be must both be within the caller's reach.
     if (scope) {
-      const stored = [...current.values()].filter((c) => c.content).map((c) => JSON.parse(c.content!) as Resource);
+      const stored = [...current.values()].flatMap((c) => (c.resource ? [c.resource] : []));
       const needed = new Set([...stored, ...checks.map(([r]) => r)].flatMap(patientsOf));
       if ([...needed].some((p) => !named.has(p))) scope = await this.reach(ctx, tx, [...needed]);
       // Nothing is taken over from another team: the current versions must be readable.
@@ -816,7 +819,7 @@ export class FhirRepository {
     const starting = pending.filter((p) => {
       if (!p.resource) return false;
       const before = current.get(`${p.type}/${p.id}`);
-      return p.action === 'create' || !before?.content || actStartedBy(JSON.parse(before.content) as Resource)?.act !== actStartedBy(p.resource)?.act;
+      return p.action === 'create' || !before?.resource || actStartedBy(before.resource)?.act !== actStartedBy(p.resource)?.act;
     });
     const writtenNow = pending.filter((p) => p.resource).map((p) => p.resource!);
     for (const flag of await checkConsent(tx, starting.map((p) => p.resource!), now, writtenNow)) {
@@ -826,7 +829,7 @@ export class FhirRepository {
     if (ctx.kind === 'user') {
       // The audit record commits with the write it records (same statement).
       const written = pending.map((p) => ({ ref: `${p.type}/${p.id}`, patients: p.resource ? patientsOf(p.resource) : [] }));
-      for (const [k, cur] of current) if (cur.content) written.push({ ref: k, patients: patientsOf(JSON.parse(cur.content) as Resource) });
+      for (const [k, cur] of current) if (cur.resource) written.push({ ref: k, patients: patientsOf(cur.resource) });
       const emergency = new Set(scope?.emergencyPatientIds ?? []);
       const patientIds = [...new Set(written.flatMap((w) => w.patients))];
       pending.push(

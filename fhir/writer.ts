@@ -1,6 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { SqlExecutor } from './db.js';
-import { compartmentParams } from './access-policy.js';
+import { patientsOf } from './access-policy.js';
 import { emptyIndexRows, indexResource, type IndexRows } from './indexer.js';
 
 export type WriteAction = 'create' | 'update' | 'delete';
@@ -27,14 +27,6 @@ const INDEX_TABLES: { table: keyof IndexRows; columns: string[]; casts: string[]
   { table: 'quantity', columns: ['code', 'value', 'system', 'unit'], casts: ['text', 'numeric', 'text', 'text'] },
   { table: 'uri', columns: ['code', 'value'], casts: ['text', 'text'] },
 ];
-
-/** The one patient whose compartment a resource is in (null when none or several). */
-function compartmentPatient(resource: Resource, rows: IndexRows): string | null {
-  if (resource.resourceType === 'Patient') return resource.id ?? null;
-  const params = compartmentParams(resource.resourceType);
-  const ids = new Set(rows.reference.filter(([code, type]) => type === 'Patient' && params.includes(code)).map((r) => r[2]));
-  return ids.size === 1 ? [...ids][0]! : null;
-}
 
 /**
  * Stores a set of new versions with as few round trips as possible: one statement drops the
@@ -97,7 +89,9 @@ export async function writeVersions(tx: SqlExecutor, versions: PendingVersion[])
   for (const v of versions) {
     if (!v.resource) continue;
     const rows = indexResource(v.resource);
-    const patient = compartmentPatient(v.resource, rows);
+    // The one patient whose compartment it is in (none when several), for the patient-keyed date index.
+    const patients = patientsOf(v.resource);
+    const patient = patients.length === 1 ? patients[0]! : null;
     for (const key of Object.keys(rows) as (keyof IndexRows)[]) {
       for (const row of rows[key]) {
         (all[key] as unknown[][]).push(key === 'date' ? [...row, patient] : row);
