@@ -57,8 +57,9 @@ function readConfig(values: Record<string, string | boolean | undefined>, env: N
   }
   const raw = {
     server: (values.server as string | undefined) ?? env.EVALISE_SERVER ?? 'http://localhost:8080',
-    user: (values.user as string | undefined) ?? env.EVALISE_USER ?? (needsServer ? '' : '-'),
-    password: password ?? (needsServer ? '' : '-'),
+    // status reads the outbox only: it needs no account.
+    user: (values.user as string | undefined) || env.EVALISE_USER || (needsServer ? '' : '-'),
+    password: password || (needsServer ? '' : '-'),
     outbox: (values.outbox as string | undefined) ?? env.EVALISE_OUTBOX ?? path.join(os.homedir(), '.telehub', 'evalise'),
     idleTimeoutSeconds: env.EVALISE_IDLE_TIMEOUT_SECONDS ?? 30,
     backoffBaseMs: env.EVALISE_BACKOFF_BASE_MS ?? DEFAULT_BACKOFF.baseMs,
