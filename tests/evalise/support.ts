@@ -11,7 +11,6 @@ import type { TestHub } from '../fhir/harness.js';
 import { followedPatient } from '../fhir/support.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
 const CLI = path.join(ROOT, 'client', 'evalise', 'cli.ts');
 
 export const GP = 'dr.pastorelli';
@@ -43,9 +42,13 @@ export interface Run {
   exit: Promise<number | null>;
 }
 
-/** Starts `npm run evalise -- <args>` as a GP's machine would (tsx, a process of its own). */
+/**
+ * Starts the uploader as `npm run evalise -- <args>` does, in one process (node with tsx's loader;
+ * the tsx binary would put a second process between us and the uploader, and a SIGKILL meant to
+ * simulate a crash would leave the real uploader running).
+ */
 export function runUploader(args: string[], env: NodeJS.ProcessEnv): Run {
-  const child = spawn(TSX, [CLI, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
