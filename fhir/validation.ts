@@ -1,6 +1,7 @@
 import { OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { isSupportedType, loadDefinitions } from './definitions.js';
+import { checkPlausibility } from './evalise/plausibility.js';
 import { FhirError, badRequest, notFound, outcome } from './errors.js';
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
@@ -56,7 +57,8 @@ function withSampledDataChecked(resource: Resource, issues: OperationOutcomeIssu
     return { ...holder, valueSampledData: { ...sd, data: '0' } };
   };
   const obs = resource as Resource & SampledDataHolder & { component?: SampledDataHolder[] };
-  const copy = check(obs, 'Observation') as typeof obs;
+  // A copy even without a top-level valueSampledData: replacing `component` must not touch the caller's resource.
+  const copy = { ...(check(obs, 'Observation') as typeof obs) };
   if (Array.isArray(obs.component)) {
     copy.component = obs.component.map((c, i) => check(c, `Observation.component[${i}]`)!);
   }
@@ -72,7 +74,8 @@ export function checkType(type: string): void {
 }
 
 /**
- * Checks a resource against the R4 StructureDefinitions. Every problem is reported with its path
+ * Checks a resource against the R4 StructureDefinitions (400), then the physiological plausibility
+ * of what it records (422, fhir/evalise/plausibility.ts). Every problem is reported with its path
  * (prefixed by `pathPrefix` inside bundles, e.g. "Bundle.entry[3].resource") in one OperationOutcome.
  */
 export function validate(body: unknown, expectedType?: string, pathPrefix?: string): Resource {
@@ -115,6 +118,13 @@ export function validate(body: unknown, expectedType?: string, pathPrefix?: stri
         })),
       ),
     );
+  }
+  // Well formed, but can it be true? Impossible readings are a business rule (422), not a syntax error.
+  const implausible = checkPlausibility(resource, pathPrefix?.replace(/\.resource$/, ''));
+  if (implausible.length > 0) {
+    // Inside a bundle, the path goes on from the entry's resource: Bundle.entry[2].resource.valueQuantity.value.
+    const fromEntry = (e: string) => (pathPrefix ? `${pathPrefix}${e.slice(type.length)}` : e);
+    throw new FhirError(422, outcome(implausible.map((i) => ({ ...i, expression: i.expression?.map(fromEntry) }))));
   }
   return resource;
 }

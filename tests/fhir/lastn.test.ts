@@ -11,6 +11,7 @@ const HEART_RATE = { coding: [{ system: LOINC, code: '8867-4' }] };
 // SpO2 carries two LOINC codes (DESIGN.md): one Observation, two codings.
 const SPO2 = { coding: [{ system: LOINC, code: '2708-6' }, { system: LOINC, code: '59408-5' }] };
 const BLOOD_PRESSURE = { coding: [{ system: LOINC, code: '85354-9' }] };
+const mmHg = (code: string, value: number) => ({ code: { coding: [{ system: LOINC, code }] }, valueQuantity: { value, unit: 'mmHg', system: UCUM, code: 'mm[Hg]' } });
 
 describe.each(backends())('the latest Observations per code (Observation lastn operation) on $name', (backend) => {
   let hub: TestHub;
@@ -40,7 +41,10 @@ describe.each(backends())('the latest Observations per code (Observation lastn o
       code,
       subject: { reference: `Patient/${subject}` },
       effectiveDateTime: `2024-05-0${day}T08:00:00Z`,
-      valueQuantity: { value, unit: '/min', system: UCUM, code: '/min' },
+      // Each code in its own UCUM unit; a blood pressure panel holds its values in components (DESIGN.md).
+      ...(code === BLOOD_PRESSURE
+        ? { component: [mmHg('8480-6', value), mmHg('8462-4', value - 40)] }
+        : { valueQuantity: code === SPO2 ? { value, unit: '%', system: UCUM, code: '%' } : { value, unit: '/min', system: UCUM, code: '/min' } }),
     });
     // Written out of time order, so the store cannot rely on insertion order.
     for (const obs of [

@@ -19,7 +19,7 @@ describe.each(backends())("a patient's latest readings on $name", (backend) => {
     code: { coding: [{ system: 'http://loinc.org', code }] },
     subject: patientRef(subject),
     ...(date ? { effectiveDateTime: date } : {}),
-    valueQuantity: { value: 70, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' },
+    valueQuantity: code === '2708-6' ? { value: 97, unit: '%', system: 'http://unitsofmeasure.org', code: '%' } : { value: 70, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' },
   });
 
   beforeAll(async () => {
