@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { SYSTEM } from '../fhir/access.js';
 import { demoBundle } from '../fhir/demo/demo-data.js';
+import { exampleExams } from '../fhir/evalise/examples.js';
 import { openFhirStore, seedOnce } from '../fhir/store.js';
 import { createApp } from './app.js';
 import { fhirAuditSink } from './auth/fhir-audit-sink.js';
@@ -49,6 +50,11 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
       await store.repo.transaction(SYSTEM, demoBundle());
     });
     if (loaded) logger.info('demo data loaded');
+    // The example e-valise exams, one per rhythm; conditional creates, so a reload is harmless.
+    const exams = await seedOnce(store, 'demo-evalise-v1', async () => {
+      for (const { bundle } of exampleExams()) await store.repo.transaction(SYSTEM, bundle);
+    });
+    if (exams) logger.info('demo e-valise exams loaded');
   }
   const auth = await openAuth(store.db, {
     audit: fhirAuditSink(store.repo),

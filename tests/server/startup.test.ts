@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Resource } from '@medplum/fhirtypes';
+import type { Bundle, Observation, Resource } from '@medplum/fhirtypes';
 import { Client } from 'fhir-kit-client';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -87,6 +87,19 @@ async function crashAndRestart(env: Record<string, string>): Promise<void> {
     expect(visible).toBeGreaterThan(0);
     const org = await client.read({ resourceType: 'Organization', id: DEMO_IDS.organizations.chu });
     expect(org.id).toBe(DEMO_IDS.organizations.chu);
+    // The demo's e-valise exam of the GP's patient: its report and four readings, the ECG whole.
+    const examOf = async (c: typeof client) =>
+      (await c.search({
+        resourceType: 'DiagnosticReport',
+        searchParams: { subject: `Patient/${DEMO_IDS.patients[0]}`, code: 'http://loinc.org|11524-6', _include: 'DiagnosticReport:result' },
+      })) as unknown as Bundle;
+    const exam = (await examOf(client)).entry!.map((e) => e.resource!);
+    expect(exam.filter((r) => r.resourceType === 'DiagnosticReport')).toHaveLength(1);
+    const readings = exam.filter((r): r is Observation => r.resourceType === 'Observation');
+    expect(readings).toHaveLength(4);
+    const ecg = readings.find((o) => o.code.coding?.[0]?.code === '131328')!;
+    expect(ecg.component).toHaveLength(12);
+    for (const lead of ecg.component!) expect(lead.valueSampledData!.data!.split(' ')).toHaveLength(5000);
 
     // Acknowledged writes, then a crash (SIGKILL: no shutdown hook runs).
     const created = (await Promise.all(
@@ -106,6 +119,7 @@ async function crashAndRestart(env: Record<string, string>): Promise<void> {
     expect(patient.meta?.versionId).toBe('1');
     const total = (await again.search({ resourceType: 'Patient', searchParams: { _total: 'accurate', _count: '0' } })) as { total?: number };
     expect(total.total).toBe(visible);
+    expect((await examOf(again)).entry).toHaveLength(5);
   } finally {
     await kill(first);
     if (second) await kill(second);
