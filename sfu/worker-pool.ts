@@ -92,6 +92,8 @@ interface WorkerLoad {
  */
 export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   readonly #loads = new Map<Worker, WorkerLoad>();
+  /** Which worker made each router, kept after either closes (a dead worker's rooms still ask). */
+  readonly #hosts = new WeakMap<Router, Worker>();
   readonly #logger: PoolLogger;
   #closed = false;
 
@@ -144,6 +146,11 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return this.#loads.get(worker)?.routers.size ?? 0;
   }
 
+  /** The worker that created a router of this pool (undefined for a router from elsewhere). */
+  workerOf(router: Router): Worker | undefined {
+    return this.#hosts.get(router);
+  }
+
   /** The worker hosting the fewest routers (including those being created). */
   leastLoaded(): Worker {
     if (this.#closed) throw new NoWorkerAvailableError('the pool is closed');
@@ -180,6 +187,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       throw new NoWorkerAvailableError('the worker closed while the router was being created');
     }
     load.routers.add(router);
+    this.#hosts.set(router, worker);
     // The observer's 'close' fires both on router.close() and when its worker closes.
     router.observer.once('close', () => load.routers.delete(router));
     return router;
