@@ -228,3 +228,20 @@ export interface ServerToClient {
   /** The host ended the session; the room is closed. */
   roomEnded(update: { encounter?: string; reason: string }): void;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Teleassistance vitals, over a DataChannel (label 'vitals', protocol 'hub-vitals/1')
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * One message every 100 ms from the e-valise side: the latest SpO2 and heart rate and the ECG
+ * samples (one lead) taken since the previous message. `t` is the device clock at the first
+ * sample (epoch ms), `seq` increases by one per message, so the receiver sees gaps and order.
+ */
+export interface VitalsMessage {
+  seq: number;
+  t: number;
+  spo2?: number;
+  heartRate?: number;
+  ecg?: { lead: 'I' | 'II' | 'III' | 'V1' | 'V2' | 'V3' | 'V4' | 'V5' | 'V6' | 'aVR' | 'aVL' | 'aVF'; rateHz: number; samples: number[] };
+}
