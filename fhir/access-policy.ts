@@ -38,8 +38,12 @@ const SYSTEM_ONLY_WRITE = new Set(['AuditEvent']);
 const NO_USER_ACCESS = new Set(['Binary']);
 const DIRECTORY_TYPES = new Set(['Organization', 'Practitioner', 'PractitionerRole', 'Device']);
 
-/** Parameters naming who wrote or performed a resource: what a professional wrote stays theirs. */
-const AUTHOR_PARAMS = ['performer', 'author', 'requester', 'recorder', 'asserter', 'sender', 'owner', 'agent'];
+/**
+ * Parameters naming who wrote, performed or took part in a resource: what a professional wrote
+ * stays theirs, and so do the appointments and the record of consultations they took part in
+ * (Appointment.participant.actor, Encounter.participant): not the rest of the patient's record.
+ */
+const AUTHOR_PARAMS = ['performer', 'author', 'requester', 'recorder', 'asserter', 'sender', 'owner', 'agent', 'participant', 'actor'];
 
 const OPEN_TASK = ['draft', 'requested', 'received', 'accepted', 'ready', 'in-progress', 'on-hold'];
 const OPEN_APPOINTMENT = ['proposed', 'pending', 'booked', 'arrived', 'checked-in', 'waitlist'];

@@ -10,6 +10,9 @@ import type { Auth } from './auth/services.js';
 import { cors } from './cors.js';
 import { emergencyRoutes } from './emergency.js';
 import { ApiError, apiErrors, sendApiError } from './errors.js';
+import { roomRoutes, type QueueEntry } from './rooms/routes.js';
+import type { RoomTickets } from './rooms/tickets.js';
+import { webApp } from './web.js';
 
 export interface AppOptions {
   store: FhirStore;
@@ -21,6 +24,14 @@ export interface AppOptions {
   loginRateLimitPerMinute?: number;
   /** express "trust proxy": which X-Forwarded-For to believe for client addresses. */
   trustProxy?: boolean | number | string;
+  /** Room tickets (teleconsultation, teleassistance); without them /api/rooms answers 404. */
+  tickets?: RoomTickets;
+  /** The SAMU organization that assists calls naming none. */
+  teleassistanceOrganization?: string;
+  /** Tells the assisting organization that its teleassistance queue changed (socket.io). */
+  onTeleassistanceCall?: (organizationId: string | undefined, entry: QueueEntry) => void;
+  /** The built web app (client/web/dist); served at / when the folder exists. */
+  webRoot?: string;
 }
 
 /**
@@ -55,6 +66,18 @@ export function createApp(options: AppOptions): express.Express {
   app.use('/api', express.json({ limit: '100kb' }));
   app.use('/api/auth', authRoutes(auth, { loginRateLimitPerMinute }));
   app.use('/api/emergency-access', requireToken, emergencyRoutes(store.repo));
+  if (options.tickets) {
+    app.use(
+      '/api',
+      requireToken,
+      roomRoutes({
+        store,
+        tickets: options.tickets,
+        ...(options.teleassistanceOrganization ? { defaultAssistingOrganization: options.teleassistanceOrganization } : {}),
+        onCall: options.onTeleassistanceCall ?? (() => {}),
+      }),
+    );
+  }
   app.use('/api', requireToken, (_req, _res, next) => next(new ApiError(404, 'not-found', 'no such API')));
   app.use('/api', apiErrors((err) => logger.error({ err }, 'API request failed')));
 
@@ -77,6 +100,7 @@ export function createApp(options: AppOptions): express.Express {
     res.status(fhirError.status).type(FHIR_JSON).send(JSON.stringify(fhirError.outcome));
   });
 
+  if (options.webRoot) app.use(webApp(options.webRoot));
   app.use((_req, res) => sendApiError(res, new ApiError(404, 'not-found', 'no such resource on this hub')));
   return app;
 }

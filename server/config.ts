@@ -54,7 +54,19 @@ const schema = z.object({
     .string()
     .default('false')
     .transform((v): boolean | number | string => (v === 'true' ? true : v === 'false' ? false : /^\d+$/.test(v) ? Number(v) : v)),
-});
+  /** mediasoup workers (processes); default one per core. */
+  SFU_WORKERS: z.coerce.number().int().min(1).max(256).optional(),
+  /** Address media (ICE/DTLS/RTP) listens on; 0.0.0.0 on a server, with RTC_ANNOUNCED_IP. */
+  RTC_LISTEN_IP: z.string().ip({ message: 'RTC_LISTEN_IP must be an IP address' }).default('127.0.0.1'),
+  /** The public address browsers reach the media on, when the hub is behind NAT or in a container. */
+  RTC_ANNOUNCED_IP: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
+  RTC_MIN_PORT: z.coerce.number().int().min(1024).max(65535).default(40000),
+  RTC_MAX_PORT: z.coerce.number().int().min(1024).max(65535).default(49999),
+  /** How long a participant whose connection dropped keeps its place in a room. */
+  ROOM_GRACE_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  /** The organization that assists teleassistance calls naming none (the SAMU's Organization id). */
+  TELEASSISTANCE_ORGANIZATION: z.preprocess(emptyAsUnset, z.string().regex(/^[A-Za-z0-9\-.]{1,64}$/, 'an Organization id').optional()),
+}).refine((c) => c.RTC_MIN_PORT <= c.RTC_MAX_PORT, { message: 'RTC_MIN_PORT must not be above RTC_MAX_PORT', path: ['RTC_MIN_PORT'] });
 
 export interface HubConfig {
   port: number;
@@ -71,6 +83,15 @@ export interface HubConfig {
   refreshTokenTtlDays: number;
   loginRateLimitPerMinute: number;
   trustProxy: boolean | number | string;
+  sfu: {
+    workers?: number;
+    listenIp: string;
+    announcedIp?: string;
+    rtcMinPort: number;
+    rtcMaxPort: number;
+  };
+  roomGraceSeconds: number;
+  teleassistanceOrganization?: string;
 }
 
 /** Reads and validates the environment once; errors name the variable. */
@@ -96,5 +117,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HubConfig {
     refreshTokenTtlDays: c.REFRESH_TOKEN_TTL_DAYS,
     loginRateLimitPerMinute: c.LOGIN_RATE_LIMIT_PER_MINUTE,
     trustProxy: c.TRUST_PROXY,
+    sfu: {
+      ...(c.SFU_WORKERS ? { workers: c.SFU_WORKERS } : {}),
+      listenIp: c.RTC_LISTEN_IP,
+      ...(c.RTC_ANNOUNCED_IP ? { announcedIp: c.RTC_ANNOUNCED_IP } : {}),
+      rtcMinPort: c.RTC_MIN_PORT,
+      rtcMaxPort: c.RTC_MAX_PORT,
+    },
+    roomGraceSeconds: c.ROOM_GRACE_SECONDS,
+    ...(c.TELEASSISTANCE_ORGANIZATION ? { teleassistanceOrganization: c.TELEASSISTANCE_ORGANIZATION } : {}),
   };
 }

@@ -12,6 +12,15 @@ import { seedDemoAccounts } from './auth/demo-accounts.js';
 import { openAuth } from './auth/services.js';
 import { loadConfig, type HubConfig } from './config.js';
 import { Realtime } from './realtime.js';
+import { RoomTickets } from './rooms/tickets.js';
+import { DEMO_IDS } from '../fhir/demo/demo-data.js';
+import { RoomRegistry } from '../sfu/room-registry.js';
+import { WorkerPool } from '../sfu/worker-pool.js';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** The built browser app (npm run build:web). */
+const WEB_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../client/web/dist');
 
 export interface RunningHub {
   url: string;
@@ -67,6 +76,20 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     });
     if (seeded) logger.warn('demo accounts created (public passwords, see README): set LOAD_DEMO_DATA=false in production');
   }
+  // Media: one mediasoup worker per core (or SFU_WORKERS), rooms on the least-loaded.
+  const pool = await WorkerPool.create({
+    ...(config.sfu.workers ? { numWorkers: config.sfu.workers } : {}),
+    rtcMinPort: config.sfu.rtcMinPort,
+    rtcMaxPort: config.sfu.rtcMaxPort,
+    logger: logger.child({ part: 'sfu' }),
+  });
+  const registry = new RoomRegistry({
+    pool,
+    transports: { listenIps: [{ ip: config.sfu.listenIp, ...(config.sfu.announcedIp ? { announcedIp: config.sfu.announcedIp } : {}) }] },
+    logger: logger.child({ part: 'sfu' }),
+  });
+  const tickets = new RoomTickets(store, auth.keyRing);
+  let realtime: Realtime | undefined;
   const app = createApp({
     store,
     auth,
@@ -75,16 +98,31 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     corsOrigins: config.corsOrigins,
     loginRateLimitPerMinute: config.loginRateLimitPerMinute,
     trustProxy: config.trustProxy,
+    tickets,
+    ...((config.teleassistanceOrganization ?? (config.loadDemoData ? DEMO_IDS.organizations.samu : undefined))
+      ? { teleassistanceOrganization: config.teleassistanceOrganization ?? DEMO_IDS.organizations.samu }
+      : {}),
+    onTeleassistanceCall: (organizationId, entry) => realtime?.teleassistanceCall(organizationId, entry),
+    webRoot: WEB_ROOT,
   });
   server.removeAllListeners('request');
   server.on('request', app);
   // After the app: socket.io takes over the request listeners and hands on what is not its own.
-  const realtime = await Realtime.attach(server, { auth, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl, logger });
+  realtime = await Realtime.attach(server, {
+    auth,
+    corsOrigins: config.corsOrigins,
+    redisUrl: config.redisUrl,
+    logger,
+    rooms: { registry, tickets, store, graceMs: config.roomGraceSeconds * 1000 },
+  });
+  const live = realtime;
   logger.info({ port, url: publicUrl, storage: store.db.kind, realtime: config.redisUrl ? 'redis' : 'in-process' }, 'hub listening');
   return {
     url: `http://127.0.0.1:${port}`,
     close: async () => {
-      await realtime.close(); // closes the HTTP server too
+      await live.close(); // closes the HTTP server too
+      registry.close();
+      pool.close();
       await store.close();
     },
   };

@@ -7,12 +7,20 @@ import { socketAuthenticate, type AuthenticatedSocketData } from './auth/middlew
 import type { Principal } from './auth/principal.js';
 import type { Auth } from './auth/services.js';
 import { isAllowedOrigin } from './cors.js';
+import type { RoomRegistry } from '../sfu/room-registry.js';
+import type { FhirStore } from '../fhir/store.js';
+import type { QueueEntry } from './rooms/routes.js';
+import { RoomSignaling } from './rooms/signaling.js';
+import type { RoomTickets } from './rooms/tickets.js';
 
 export interface ClientToServerEvents {
   /** Who the hub sees behind this connection. */
   whoami(ack: (principal: Principal) => void): void;
 }
-export interface ServerToClientEvents {}
+export interface ServerToClientEvents {
+  /** To the assisting organization (regulators, SAMU): a teleassistance call came in; emergencies come first. */
+  teleassistanceCall(entry: QueueEntry): void;
+}
 export interface InterServerEvents {}
 
 export type HubSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, AuthenticatedSocketData>;
@@ -31,6 +39,8 @@ export interface RealtimeOptions {
   /** Set: fan out through Redis so that several hub nodes share rooms. Unset: in-process. */
   redisUrl?: string;
   logger: Logger;
+  /** Consultation and teleassistance rooms (namespace /rooms); without them the namespace does not exist. */
+  rooms?: { registry: RoomRegistry; tickets: RoomTickets; store: FhirStore; graceMs?: number };
 }
 
 /**
@@ -41,6 +51,7 @@ export class Realtime {
   private constructor(
     readonly io: HubIo,
     private readonly closeAdapter: () => Promise<void>,
+    readonly rooms: RoomSignaling | undefined,
   ) {}
 
   static async attach(server: HttpServer, options: RealtimeOptions): Promise<Realtime> {
@@ -73,11 +84,20 @@ export class Realtime {
         if (typeof ack === 'function') ack(principal);
       });
     });
-    return new Realtime(io, closeAdapter);
+    const signaling = options.rooms
+      ? new RoomSignaling(io as unknown as Server, { auth: options.auth, logger: options.logger, ...options.rooms })
+      : undefined;
+    return new Realtime(io, closeAdapter, signaling);
+  }
+
+  /** A teleassistance call for an organization: its connected staff update their queue (on every node, through Redis). */
+  teleassistanceCall(organizationId: string | undefined, entry: QueueEntry): void {
+    if (organizationId) this.io.to(rooms.organization(organizationId)).emit('teleassistanceCall', entry);
   }
 
   /** Disconnects every client and closes socket.io, then Redis. socket.io also closes the HTTP server it is attached to. */
   async close(): Promise<void> {
+    this.rooms?.close();
     await new Promise<void>((resolve) => this.io.close(() => resolve()));
     await this.closeAdapter();
   }

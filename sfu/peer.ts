@@ -661,6 +661,31 @@ export class Peer extends EventEmitter<PeerEvents> {
       });
   }
 
+  /**
+   * Caps what this peer may send to the hub, on each of its WebRTC send transports (a satellite
+   * site: mediasoup's congestion control then asks the browser to stay below it).
+   */
+  async setMaxIncomingBitrate(bitrate: number): Promise<void> {
+    const value = requireInteger(bitrate, 'bitrate', 10_000, 100_000_000);
+    for (const entry of this.#transports.values()) {
+      if (entry.type !== 'webrtc' || entry.direction !== 'send' || entry.transport.closed) continue;
+      await entry.transport.setMaxIncomingBitrate(value).catch((error: unknown) => {
+        throw fromMediasoup(error, 'bitrate', 'capping the incoming bitrate');
+      });
+    }
+  }
+
+  /** Holds every simulcast video this peer receives to one spatial layer (0: the lowest). */
+  async setVideoConsumersSpatialLayer(spatialLayer: number): Promise<void> {
+    const layer = requireInteger(spatialLayer, 'spatialLayer', 0, 15);
+    for (const { consumer } of this.#consumers.values()) {
+      if (consumer.closed || consumer.kind !== 'video' || (consumer.type !== 'simulcast' && consumer.type !== 'svc')) continue;
+      await consumer.setPreferredLayers({ spatialLayer: layer }).catch((error: unknown) => {
+        throw fromMediasoup(error, 'spatialLayer', 'setting the preferred layers');
+      });
+    }
+  }
+
   closeConsumer(consumerId: string): void {
     this.#owned(this.#consumers, consumerId, 'consumerId', 'consumer-not-found', 'consumer').consumer.close();
   }

@@ -7,6 +7,16 @@ export const TOKEN_AUDIENCE = 'hub-api';
 const ALGORITHM = 'ES256';
 /** RFC 9068: an access token says it is one, so a token minted for another use cannot pass as one. */
 const ACCESS_TOKEN_TYPE = 'at+jwt';
+
+/**
+ * What a token is for: its `typ` header and audience. Access tokens are the default; other kinds
+ * (room tokens) are signed by the same keys but can never pass for an access token, nor the reverse.
+ */
+export interface TokenKind {
+  typ: string;
+  audience: string;
+}
+export const ACCESS_TOKEN: TokenKind = { typ: ACCESS_TOKEN_TYPE, audience: TOKEN_AUDIENCE };
 const KID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Why a token was refused; the message is safe to show to the client. */
@@ -100,16 +110,17 @@ export class KeyRing {
   }
 
   /** Signs an access token with the active key; `kid` in the header names the key for verifiers. */
-  async sign(claims: Record<string, unknown>, options: { subject: string; expiresInSeconds: number }): Promise<string> {
+  async sign(claims: Record<string, unknown>, options: { subject: string; expiresInSeconds: number; kind?: TokenKind }): Promise<string> {
+    const kind = options.kind ?? ACCESS_TOKEN;
     const kid = await this.activeKid();
     const key = await this.key(kid);
     if (!key || key.retired) throw new Error(`signing key ${kid} is not available`);
     return jwt.sign(claims, key.privateKey, {
       algorithm: ALGORITHM,
-      header: { alg: ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid },
+      header: { alg: ALGORITHM, typ: kind.typ, kid },
       subject: options.subject,
       issuer: TOKEN_ISSUER,
-      audience: TOKEN_AUDIENCE,
+      audience: kind.audience,
       expiresIn: options.expiresInSeconds,
     });
   }
@@ -118,12 +129,12 @@ export class KeyRing {
    * Verifies an access token: ES256 only (never "none", never an HMAC keyed with a public key),
    * a known and unretired kid, signature, expiry, issuer and audience. Returns the claims.
    */
-  async verify(token: string): Promise<jwt.JwtPayload> {
+  async verify(token: string, kind: TokenKind = ACCESS_TOKEN): Promise<jwt.JwtPayload> {
     const decoded = decodeQuietly(token);
     if (!decoded || typeof decoded.payload === 'string') throw new InvalidTokenError('malformed', 'the access token is malformed');
     const { kid, alg, typ } = decoded.header;
     if (alg !== ALGORITHM) throw new InvalidTokenError('bad-signature', 'the access token is not signed with ES256');
-    if (typ !== ACCESS_TOKEN_TYPE) throw new InvalidTokenError('wrong-claims', 'the token is not an access token');
+    if (typ !== kind.typ) throw new InvalidTokenError('wrong-claims', kind === ACCESS_TOKEN ? 'the token is not an access token' : `the token is not a ${kind.typ} token`);
     if (typeof kid !== 'string' || !KID_PATTERN.test(kid)) throw new InvalidTokenError('unknown-key', 'the access token names no known key');
     const key = await this.key(kid);
     if (!key || key.retired) throw new InvalidTokenError('unknown-key', 'the access token names no known key');
@@ -131,7 +142,7 @@ export class KeyRing {
       const payload = jwt.verify(token, key.publicKey, {
         algorithms: [ALGORITHM],
         issuer: TOKEN_ISSUER,
-        audience: TOKEN_AUDIENCE,
+        audience: kind.audience,
         complete: false,
       });
       if (typeof payload === 'string') throw new InvalidTokenError('malformed', 'the access token is malformed');

@@ -10,6 +10,11 @@ import { demoPassword, seedDemoAccounts } from '../../server/auth/demo-accounts.
 import { openAuth, type Auth } from '../../server/auth/services.js';
 import { Realtime } from '../../server/realtime.js';
 import { openFhirStore, type FhirStore } from '../../fhir/store.js';
+import { RoomTickets, type TicketSettings } from '../../server/rooms/tickets.js';
+import type { RoomSignaling } from '../../server/rooms/signaling.js';
+import { RoomRegistry } from '../../sfu/room-registry.js';
+import { WorkerPool } from '../../sfu/worker-pool.js';
+import { DEMO_IDS } from '../../fhir/demo/demo-data.js';
 
 export interface Backend {
   name: 'pglite' | 'postgres';
@@ -42,6 +47,8 @@ export interface TestHub {
   login(username: string, password?: string): Promise<string>;
   /** A FHIR client logged in as a demo account. */
   clientAs(username: string): Promise<Client>;
+  /** Present with `rooms: true`: the media side and the room signaling. */
+  rooms?: { pool: WorkerPool; registry: RoomRegistry; tickets: RoomTickets; signaling: RoomSignaling };
   close(): Promise<void>;
 }
 
@@ -58,6 +65,10 @@ export interface TestHubOptions {
   lockout?: LockoutPolicy;
   loginRateLimitPerMinute?: number;
   corsOrigins?: string[];
+  /** Start a mediasoup worker and the consultation rooms (namespace /rooms, /api/rooms). */
+  rooms?: boolean | { graceMs?: number; tickets?: Partial<TicketSettings> };
+  /** Serve a built web app (client/web/dist) at /. */
+  webRoot?: string;
 }
 
 let schemaCounter = 0;
@@ -83,6 +94,17 @@ export async function startTestHub(backend: Backend, options: TestHubOptions = {
     ...(options.lockout ? { lockout: options.lockout } : {}),
   });
   await seedDemoAccounts(auth.accounts);
+  const roomOptions = options.rooms === true ? {} : options.rooms || undefined;
+  let rooms: TestHub['rooms'] & object | undefined;
+  let realtimeRef: Realtime | undefined;
+  const media = roomOptions
+    ? await (async () => {
+        const pool = await WorkerPool.create({ numWorkers: 1, rtcMinPort: 30000, rtcMaxPort: 39999, logger: { info: () => {}, error: () => {} } });
+        const registry = new RoomRegistry({ pool });
+        const tickets = new RoomTickets(store, auth.keyRing, { ttlSeconds: 120, earlyMinutes: 15, lateMinutes: 60, ...roomOptions.tickets });
+        return { pool, registry, tickets };
+      })()
+    : undefined;
   const app = createApp({
     store,
     auth,
@@ -90,13 +112,22 @@ export async function startTestHub(backend: Backend, options: TestHubOptions = {
     logger,
     corsOrigins: options.corsOrigins ?? [],
     loginRateLimitPerMinute: options.loginRateLimitPerMinute ?? 10_000,
+    ...(media ? { tickets: media.tickets, teleassistanceOrganization: DEMO_IDS.organizations.samu, onTeleassistanceCall: (org, entry) => realtimeRef?.teleassistanceCall(org, entry) } : {}),
+    ...(options.webRoot ? { webRoot: options.webRoot } : {}),
   });
   let implicitAuthorization: string | undefined;
   server.on('request', (req, res) => {
     if (implicitAuthorization && req.headers.authorization === undefined) req.headers.authorization = implicitAuthorization;
     app(req, res);
   });
-  const realtime = await Realtime.attach(server, { auth, corsOrigins: options.corsOrigins ?? [], logger });
+  const realtime = await Realtime.attach(server, {
+    auth,
+    corsOrigins: options.corsOrigins ?? [],
+    logger,
+    ...(media ? { rooms: { registry: media.registry, tickets: media.tickets, store, ...(roomOptions?.graceMs !== undefined ? { graceMs: roomOptions.graceMs } : {}) } } : {}),
+  });
+  realtimeRef = realtime;
+  if (media) rooms = { ...media, signaling: realtime.rooms! };
 
   const login = async (username: string, password?: string): Promise<string> => {
     const response = await fetch(`${rootUrl}/api/auth/login`, {
@@ -122,8 +153,11 @@ export async function startTestHub(backend: Backend, options: TestHubOptions = {
     client,
     login,
     clientAs,
+    ...(rooms ? { rooms } : {}),
     close: async () => {
       await realtime.close(); // closes the HTTP server too
+      media?.registry.close();
+      media?.pool.close();
       await store.close();
       if (backend.databaseUrl && schema) {
         const pg = await import('pg');
