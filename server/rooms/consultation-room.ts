@@ -201,8 +201,12 @@ export class ConsultationRoom {
   /** The host ends the session with the report: stored once, even if `end` is sent again. */
   end(byAccountId: string, report: string, title?: string): Promise<{ encounter: string; report: string }> {
     if (this.#ended) return this.#ended;
-    this.#assertOpen();
-    const host = this.#requireHost(byAccountId, 'end');
+    let host: Participant;
+    try {
+      host = this.#requireHost(byAccountId, 'end');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const endedAt = new Date().toISOString();
     const session: FinishedSession = {
       ...this.identity,

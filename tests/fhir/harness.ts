@@ -66,7 +66,7 @@ export interface TestHubOptions {
   loginRateLimitPerMinute?: number;
   corsOrigins?: string[];
   /** Start a mediasoup worker and the consultation rooms (namespace /rooms, /api/rooms). */
-  rooms?: boolean | { graceMs?: number; tickets?: Partial<TicketSettings> };
+  rooms?: boolean | { graceMs?: number; tickets?: Partial<TicketSettings>; workers?: number };
   /** Serve a built web app (client/web/dist) at /. */
   webRoot?: string;
 }
@@ -99,7 +99,7 @@ export async function startTestHub(backend: Backend, options: TestHubOptions = {
   let realtimeRef: Realtime | undefined;
   const media = roomOptions
     ? await (async () => {
-        const pool = await WorkerPool.create({ numWorkers: 1, rtcMinPort: 30000, rtcMaxPort: 39999, logger: { info: () => {}, error: () => {} } });
+        const pool = await WorkerPool.create({ numWorkers: roomOptions.workers ?? 1, rtcMinPort: 30000, rtcMaxPort: 39999, logger: { info: () => {}, error: () => {} } });
         const registry = new RoomRegistry({ pool });
         const tickets = new RoomTickets(store, auth.keyRing, { ttlSeconds: 120, earlyMinutes: 15, lateMinutes: 60, ...roomOptions.tickets });
         return { pool, registry, tickets };

@@ -193,3 +193,37 @@ describe('teleconsultation rooms (socket.io /rooms)', () => {
     expect(descriptions.filter((d) => d.startsWith('entrée dans la salle'))).toHaveLength(2);
   });
 });
+
+describe('a room whose media worker dies', () => {
+  let hub: TestHub;
+  beforeAll(async () => {
+    hub = await startAccessHub(backend, { rooms: { workers: 2 } });
+  });
+  afterAll(async () => {
+    await hub?.close();
+  });
+
+  it('is rebuilt on the other worker and its participants are told to reconnect; they can send again', async () => {
+    const { appointment } = await bookConsultation(hub);
+    const tokenOf = async (user: string) => (await ticket(hub, await hub.login(user), { appointment: `Appointment/${appointment.id}` })).body.roomToken;
+    const doctor = await RoomClient.connect(hub, await hub.login(USER.geriatrician));
+    try {
+      await doctor.ok('join', { roomToken: await tokenOf(USER.geriatrician) });
+      const before = await doctor.ok<TransportInfo>('createTransport', { direction: 'send' });
+      const media = hub.rooms!.registry.getRoom(`appointment:${appointment.id}`);
+      const pid = media.workerPid!;
+      process.kill(pid, 'SIGKILL');
+      const told = await doctor.next<{ reason: string; routerRtpCapabilities: unknown }>('reconnectRequired', undefined, 15_000);
+      expect(told.reason).toBe('media-server-restarted');
+      expect(told.routerRtpCapabilities).toBeDefined();
+      expect(media.workerPid).toBeDefined();
+      expect(media.workerPid).not.toBe(pid);
+      // The old transport died with the worker; a new one works, and so does producing on it.
+      expect(await doctor.request('connectTransport', { transportId: before.id, dtlsParameters: CLIENT_DTLS_PARAMETERS })).toMatchObject({ ok: false, error: { code: 'not-found' } });
+      const after = await doctor.ok<TransportInfo>('createTransport', { direction: 'send' });
+      await doctor.ok('produce', { transportId: after.id, kind: 'audio', rtpParameters: opusRtpParameters(2222), source: 'mic' });
+    } finally {
+      doctor.close();
+    }
+  });
+});
