@@ -172,3 +172,13 @@ if (redisUrl) {
     fail(`Redis is not reachable at REDIS_URL=${redact(redisUrl)}: ${describe(error)}`);
   }
 }
+
+// The end-to-end tests drive Debian's Chromium (playwright-core brings no browser).
+const chromium = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+if (!isExecutable(chromium)) {
+  fail(
+    `Chromium is not installed at ${chromium}; the end-to-end tests need it. Install it with:\n` +
+      `  sudo apt-get install -y --no-install-recommends chromium\n` +
+      `(or point CHROMIUM_PATH at a Chromium binary)`,
+  );
+}
