@@ -16,10 +16,12 @@ COPY scripts ./scripts
 RUN npm ci
 
 COPY . .
+# The browser app (React, Vite and mediasoup-client are devDependencies: the image keeps them).
+RUN npm run build:web
 
 # Where PostgreSQL and Redis live is the deployment's business (docker-compose.yml sets them);
 # without DATABASE_URL the hub falls back to embedded PGlite.
 ENV PORT=8080
 
 EXPOSE 8080 40000-40100/udp 40000-40100/tcp
-CMD ["npm", "start"]
+CMD ["npx", "tsx", "server/main.ts"]

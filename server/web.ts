@@ -5,7 +5,7 @@ import express from 'express';
 /**
  * The browser app (client/web, built by `npm run build:web`) at /, with the SPA fallback: any GET
  * that is not an API, FHIR or socket.io path and accepts HTML gets index.html, so deep links
- * (/salle/Appointment/123) survive a reload. Hashed assets are cached for a year.
+ * (/salle/consultation/<id>) survive a reload. Hashed assets are cached for a year.
  */
 export function webApp(root: string): express.RequestHandler {
   const index = path.join(root, 'index.html');
