@@ -105,14 +105,21 @@ export class ConsultationRoom {
   }
 
   /** Enters the room, or comes back to it (another socket, after a drop): `resumed` says which. */
-  join(principal: Principal, access: UserContext, role: RoomRole): JoinResult {
+  join(principal: Principal, access: UserContext, role: RoomRole, options: { fresh?: boolean } = {}): JoinResult {
     this.#assertOpen();
     const existing = this.#participants.get(principal.accountId);
     if (existing) {
       clearTimeout(existing.graceTimer);
       existing.graceTimer = undefined;
       existing.connected = true;
-      return this.#joinResult(existing, true);
+      if (!options.fresh) return this.#joinResult(existing, true);
+      // A new page: same place in the room, new media objects (the old ones close, the others are told).
+      if (existing.state === 'admitted' && this.media.findPeer(existing.accountId)) {
+        this.media.leave(existing.accountId);
+        this.media.join(existing.accountId, { displayName: existing.displayName, role: existing.role });
+        this.#wire(existing);
+      }
+      return this.#joinResult(existing, false);
     }
     const now = new Date().toISOString();
     const participant: Participant = {
@@ -156,7 +163,7 @@ export class ConsultationRoom {
     const p = this.#participants.get(peerId);
     if (!p) throw new RoomError('not-found', `no participant '${peerId}' in this room`, 'peerId');
     this.#depart(p);
-    this.#options.notify(peerId, 'removed', { reason: 'retiré par le médecin' });
+    this.#options.notify(peerId, 'removed', { code: 'removed-by-host', reason: 'retiré par le médecin' });
     return { peerId };
   }
 
@@ -246,12 +253,17 @@ export class ConsultationRoom {
     p.admittedAt = now;
     this.#startedAt ??= now;
     this.#attendance.push({ accountId: p.accountId, ...(p.principal.practitionerId ? { practitionerId: p.principal.practitionerId } : {}), displayName: p.displayName, role: p.role, start: now });
+    this.#wire(p);
+    for (const other of this.#admitted()) if (other.accountId !== p.accountId) this.#options.notify(other.accountId, 'peerJoined', this.#summary(p));
+  }
+
+  /** What happens to a participant's media objects is told to that participant. */
+  #wire(p: Participant): void {
     const peer = this.media.getPeer(p.accountId);
     const notify = this.#options.notify;
     peer.on('consumerclosed', ({ consumerId }) => notify(p.accountId, 'consumerClosed', { consumerId }));
     peer.on('dataconsumerclosed', ({ dataConsumerId }) => notify(p.accountId, 'dataConsumerClosed', { dataConsumerId }));
     peer.on('reconnect-required', () => notify(p.accountId, 'reconnectRequired', { reason: 'media-server-restarted', routerRtpCapabilities: this.media.rtpCapabilities }));
-    for (const other of this.#admitted()) if (other.accountId !== p.accountId) notify(other.accountId, 'peerJoined', this.#summary(p));
   }
 
   #depart(p: Participant): void {

@@ -98,6 +98,7 @@ export interface ConsumerInfo {
   producerId: string;
   peerId: string;
   kind: 'audio' | 'video';
+  source: 'mic' | 'webcam' | 'screen';
   rtpParameters: unknown;
   type: string;
   /** Consumers start paused on the server; `resumeConsumer` once the client is ready. */
@@ -127,7 +128,15 @@ const id = (field: string) => z.string({ required_error: `${field} is required` 
 const opaque = (field: string) => z.record(z.unknown(), { required_error: `${field} is required`, invalid_type_error: `${field} must be an object` });
 
 export const requests = {
-  join: z.object({ roomToken: z.string({ required_error: 'roomToken is required' }).min(1).max(4096) }),
+  join: z.object({
+    roomToken: z.string({ required_error: 'roomToken is required' }).min(1).max(4096),
+    /**
+     * A new page (a reload, a crashed tab) of a participant the hub still holds: its place is kept
+     * (an admitted guest stays admitted) but its old media objects, which the new page cannot
+     * reach, are closed. Without it, a join within the grace period resumes them.
+     */
+    fresh: z.boolean().optional(),
+  }),
   admit: z.object({ peerId: id('peerId') }),
   remove: z.object({ peerId: id('peerId') }),
   createTransport: z.object({ direction: z.enum(['send', 'recv'], { required_error: 'direction is required', invalid_type_error: "direction must be 'send' or 'recv'" }), sctp: z.boolean().optional() }),
@@ -212,8 +221,12 @@ export interface ServerToClient {
   waitingRoom(update: { waiting: PeerSummary[] }): void;
   /** To a waiting guest: admitted, here are the router's capabilities and what is already produced. */
   admitted(update: { routerRtpCapabilities: unknown; peers: PeerSummary[]; producers: ProducerSummary[]; dataProducers: DataProducerSummary[] }): void;
-  /** To a guest the host removed (the socket stays connected, the peer is gone). */
-  removed(update: { reason: string }): void;
+  /**
+   * This connection is out of the room (the socket stays connected): 'removed-by-host' (the
+   * peer is gone), or 'replaced' (the same professional joined from another connection, which
+   * now holds the place).
+   */
+  removed(update: { code: 'removed-by-host' | 'replaced'; reason: string }): void;
   peerJoined(peer: PeerSummary): void;
   peerLeft(update: { peerId: string }): void;
   newProducer(producer: ProducerSummary): void;

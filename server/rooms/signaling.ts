@@ -110,7 +110,7 @@ export class RoomSignaling {
     };
     const me = principal.accountId;
 
-    handle('join', async ({ roomToken }) => {
+    handle('join', async ({ roomToken, fresh }) => {
       const claims = await this.#options.tickets.verify(roomToken, principal);
       if (socket.data.roomId && socket.data.roomId !== claims.roomId) throw new RoomError('invalid-state', 'this connection is already in another room: leave it first', 'roomToken');
       const room = await this.#open(claims);
@@ -120,13 +120,14 @@ export class RoomSignaling {
         const old = this.namespace.sockets.get(previous) as RoomSocket | undefined;
         if (old) {
           old.data.roomId = undefined;
-          old.emit('removed', { reason: 'vous avez rejoint la salle depuis une autre connexion' });
+          old.emit('removed', { code: 'replaced', reason: 'vous avez rejoint la salle depuis une autre connexion' });
         }
       }
       this.#sockets.set(`${claims.roomId}|${me}`, socket.id);
       socket.data.roomId = claims.roomId;
-      const result = room.join(principal, socket.data.access, claims.role);
-      if (!result.resumed) await this.#audit(socket, claims.basedOn, claims.patientId, `entrée dans la salle ${claims.roomId} (${claims.role === 'host' ? 'médecin' : 'participant'})`);
+      const returning = !!room.participant(me);
+      const result = room.join(principal, socket.data.access, claims.role, fresh ? { fresh } : {});
+      if (!returning) await this.#audit(socket, claims.basedOn, claims.patientId, `entrée dans la salle ${claims.roomId} (${claims.role === 'host' ? 'médecin' : 'participant'})`);
       return result;
     });
     handle('admit', ({ peerId }, room) => inRoom(room).admit(me, peerId));
@@ -166,7 +167,7 @@ export class RoomSignaling {
       if (r.participant(me)?.linkProfile === 'satellite' && c.kind === 'video' && c.type === 'simulcast') {
         await r.peer(me).setConsumerPreferredLayers(c.id, { spatialLayer: 0 });
       }
-      return { id: c.id, producerId: c.producerId, peerId: c.producerPeerId, kind: c.kind, rtpParameters: c.rtpParameters, type: c.type, paused: c.paused };
+      return { id: c.id, producerId: c.producerId, peerId: c.producerPeerId, kind: c.kind, source: c.source, rtpParameters: c.rtpParameters, type: c.type, paused: c.paused };
     });
     handle('consumeData', async ({ dataProducerId, transportId }, room) => {
       const d = await inRoom(room).peer(me).consumeData(dataProducerId, transportId ? { transportId } : {});

@@ -153,6 +153,30 @@ describe('teleconsultation rooms (socket.io /rooms)', () => {
     expect(await again.next<{ peerId: string }>('peerLeft', undefined, 5_000)).toEqual({ peerId: peer.peerId });
   });
 
+  it('lets a reloaded page join fresh: the place is kept (no second waiting room), the old media objects close', async () => {
+    const { appointment } = await bookConsultation(hub);
+    const doctor = await connect(USER.geriatrician);
+    await doctor.ok('join', { roomToken: (await ticketFor(USER.geriatrician, appointment.id!)).roomToken });
+    const nurse = await connect(USER.ehpadNurse);
+    await nurse.ok('join', { roomToken: (await ticketFor(USER.ehpadNurse, appointment.id!)).roomToken });
+    const peer = (await doctor.next<{ waiting: PeerSummary[] }>('waitingRoom', (u) => u.waiting.length === 1)).waiting[0]!;
+    await doctor.ok('admit', { peerId: peer.peerId });
+    await nurse.next('admitted');
+    const send = await nurse.ok<TransportInfo>('createTransport', { direction: 'send' });
+    const { producerId } = await nurse.ok<{ producerId: string }>('produce', { transportId: send.id, kind: 'audio', rtpParameters: opusRtpParameters(3333), source: 'mic' });
+    await doctor.next('newProducer');
+
+    // The nurse reloads her page: a new connection, a fresh join.
+    const reloaded = await connect(USER.ehpadNurse);
+    const result = await reloaded.ok<JoinResult>('join', { roomToken: (await ticketFor(USER.ehpadNurse, appointment.id!)).roomToken, fresh: true });
+    expect(result).toMatchObject({ state: 'admitted', resumed: false });
+    expect(result.routerRtpCapabilities).toBeDefined();
+    expect(await nurse.next<{ code: string }>('removed')).toMatchObject({ code: 'replaced' });
+    expect(await doctor.next<{ producerId: string }>('producerClosed')).toMatchObject({ producerId });
+    expect(await reloaded.request('restartIce', { transportId: send.id })).toMatchObject({ ok: false, error: { code: 'not-found' } });
+    expect(await reloaded.request('createTransport', { direction: 'send' })).toMatchObject({ ok: true });
+  });
+
   it('ends with a report: an Encounter (class VR), the report as a DocumentReference, the appointment fulfilled and an AuditEvent, once', async () => {
     const { patient, appointment } = await bookConsultation(hub);
     const doctor = await connect(USER.geriatrician);

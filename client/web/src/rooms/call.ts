@@ -359,13 +359,10 @@ export class RoomCall {
     try {
       // A ticket lives a few minutes: a reconnection (a satellite cut) gets a fresh one.
       if (rejoin) this.#ticket = await this.#requestTicket();
-      let result = await signaling.request('join', { roomToken: this.#ticket!.roomToken });
-      if (result.resumed && !rejoin) {
-        // The hub still holds this professional's objects from an earlier page (a reload, a crashed
-        // tab), and this page cannot reach them: leave them behind and enter afresh.
-        await signaling.request('leave', {});
-        result = await signaling.request('join', { roomToken: this.#ticket!.roomToken });
-      }
+      // A new page asks for a fresh join: if the hub still holds this professional from an earlier
+      // page (a reload, a crashed tab), it keeps the place (no second trip to the waiting room)
+      // and closes the old media objects, which this page cannot reach.
+      const result = await signaling.request('join', { roomToken: this.#ticket!.roomToken, ...(rejoin ? {} : { fresh: true }) });
       this.#timings.joinAcked ??= performance.now();
       this.#joins += 1;
       if (result.resumed) this.#resumedJoins += 1;
