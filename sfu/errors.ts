@@ -62,6 +62,10 @@ export function fromMediasoup(error: unknown, field: string, doing: string): Sfu
   if (name === 'UnsupportedError') {
     return new SfuError('invalid-argument', `${field} is not supported while ${doing}: ${message}`, field, { cause: error });
   }
+  if (/request timeout/i.test(message)) {
+    // The worker did not answer in time (mediasoup waits 15 s): it is saturated, not refusing.
+    return new SfuError('media-error', `the media server is overloaded and did not answer while ${doing}; try again`, undefined, { cause: error });
+  }
   if (name === 'InvalidStateError') {
     return new SfuError('media-error', `mediasoup could not finish ${doing}: ${message}`, undefined, { cause: error });
   }

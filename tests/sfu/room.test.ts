@@ -655,3 +655,12 @@ describe('RoomRegistry', () => {
     expect(census.counts()).toEqual(ZERO);
   }, 30_000);
 });
+
+describe('mediasoup errors', () => {
+  it('reports a worker that did not answer in time as an overloaded media server, not as a refusal', async () => {
+    const { fromMediasoup } = await import('../../sfu/errors.js');
+    const error = fromMediasoup(new Error('Channel request timeout'), 'rtpCapabilities', 'creating the consumer');
+    expect(error.code).toBe('media-error');
+    expect(error.message).toContain('overloaded');
+  });
+});
