@@ -107,6 +107,15 @@ function BackHome() {
   );
 }
 
+interface RoomViewProps {
+  call: RoomCall;
+  view: CallView;
+  session: Session;
+  target: RoomTarget;
+  context: RoomContext;
+  onLeave: () => void;
+}
+
 function RoomBody({
   call,
   view,
@@ -114,14 +123,7 @@ function RoomBody({
   target,
   context,
   onLeave,
-}: {
-  call: RoomCall;
-  view: CallView;
-  session: Session;
-  target: RoomTarget;
-  context: RoomContext;
-  onLeave: () => void;
-}) {
+}: RoomViewProps) {
   switch (view.phase) {
     case 'idle':
     case 'ticket':
@@ -178,14 +180,7 @@ function InRoom({
   target,
   context,
   onLeave,
-}: {
-  call: RoomCall;
-  view: CallView;
-  session: Session;
-  target: RoomTarget;
-  context: RoomContext;
-  onLeave: () => void;
-}) {
+}: RoomViewProps) {
   const names = new Map(view.peers.map((p) => [p.peerId, p.displayName]));
   const videos = view.remote.filter((r) => r.kind === 'video');
   const audios = view.remote.filter((r) => r.kind === 'audio');
