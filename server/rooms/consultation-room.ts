@@ -283,9 +283,12 @@ export class ConsultationRoom {
   #close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const p of this.#participants.values()) clearTimeout(p.graceTimer);
+    for (const p of this.#participants.values()) {
+      clearTimeout(p.graceTimer);
+      // Ended by the host: already told, with the Encounter. Otherwise say why the room is gone.
+      if (reason !== 'ended' && reason !== 'empty') this.#options.notify(p.accountId, 'roomEnded', { reason });
+    }
     if (!this.media.closed) this.media.close();
-    void reason;
     this.#options.onClosed();
   }
 

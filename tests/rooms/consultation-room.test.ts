@@ -137,4 +137,14 @@ describe('ConsultationRoom (the room state machine)', () => {
     expect(eventsOf(NURSE.principal.accountId, 'roomEnded')).toEqual([{ encounter: 'Encounter/e1', reason: 'consultation terminée' }]);
     expect(room.closed).toBe(true);
   });
+
+  it('tells everyone why when the room closes without a record (the hub stopping, the media lost)', async () => {
+    const { room, eventsOf, sessions } = await openRoom();
+    room.join(DOCTOR.principal, DOCTOR.access, 'host');
+    room.join(NURSE.principal, NURSE.access, 'guest');
+    room.close('hub-stopping');
+    expect(eventsOf(DOCTOR.principal.accountId, 'roomEnded')).toEqual([{ reason: 'hub-stopping' }]);
+    expect(eventsOf(NURSE.principal.accountId, 'roomEnded')).toEqual([{ reason: 'hub-stopping' }]);
+    expect(sessions).toHaveLength(0);
+  });
 });
