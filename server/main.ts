@@ -81,6 +81,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     ...(config.sfu.workers ? { numWorkers: config.sfu.workers } : {}),
     rtcMinPort: config.sfu.rtcMinPort,
     rtcMaxPort: config.sfu.rtcMaxPort,
+    maxStreamsPerWorker: config.sfu.maxStreamsPerWorker,
     logger: logger.child({ part: 'sfu' }),
   });
   const registry = new RoomRegistry({

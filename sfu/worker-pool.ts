@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { createWorker } from 'mediasoup';
 import type {
+  Consumer,
   Router,
   RtpCodecCapability,
   Worker,
@@ -61,6 +62,13 @@ export interface WorkerPoolOptions {
   /** Log level of the worker processes. Default 'warn'. */
   logLevel?: WorkerLogLevel;
   logger?: PoolLogger;
+  /**
+   * Forwarded streams (consumers) a worker may carry before it takes no new room: past ~90 % of
+   * a core mediasoup stops answering in time (bench:sfu measured ~1,350 streams of rooms of 3 per
+   * core at 92 %). Rooms already open keep going; a new one is refused when every worker is full.
+   * Default: no limit.
+   */
+  maxStreamsPerWorker?: number;
 }
 
 export interface WorkerPoolEvents {
@@ -82,13 +90,16 @@ export class NoWorkerAvailableError extends Error {
 
 interface WorkerLoad {
   readonly routers: Set<Router>;
+  /** Consumers alive on its routers: the streams it forwards, what its CPU follows. */
+  streams: number;
   /** Routers being created right now: counted so that concurrent requests spread out. */
   pending: number;
 }
 
 /**
  * mediasoup worker processes (one per core by default) and the routers placed
- * on them. Each router goes to the worker hosting the fewest routers.
+ * on them. Each router goes to the worker forwarding the fewest streams (then
+ * hosting the fewest routers): a worker's CPU follows its consumers, not its rooms.
  */
 export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   readonly #loads = new Map<Worker, WorkerLoad>();
@@ -122,12 +133,19 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         cause: failure.reason,
       });
     }
-    return new WorkerPool(workers, options.logger ?? consoleLogger);
+    if (options.maxStreamsPerWorker !== undefined && (!Number.isInteger(options.maxStreamsPerWorker) || options.maxStreamsPerWorker < 1)) {
+      for (const worker of workers) worker.close();
+      throw new RangeError(`maxStreamsPerWorker must be a positive integer, got ${options.maxStreamsPerWorker}`);
+    }
+    return new WorkerPool(workers, options.logger ?? consoleLogger, options.maxStreamsPerWorker);
   }
 
-  private constructor(workers: Worker[], logger: PoolLogger) {
+  readonly #maxStreams: number | undefined;
+
+  private constructor(workers: Worker[], logger: PoolLogger, maxStreams: number | undefined) {
     super();
     this.#logger = logger;
+    this.#maxStreams = maxStreams;
     for (const worker of workers) this.#adopt(worker);
     logger.info({ pids: workers.map((w) => w.pid) }, 'mediasoup workers started');
   }
@@ -146,24 +164,31 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return this.#loads.get(worker)?.routers.size ?? 0;
   }
 
+  /** Consumers alive on a worker's routers (0 for a worker not in the pool). */
+  streamCount(worker: Worker): number {
+    return this.#loads.get(worker)?.streams ?? 0;
+  }
+
   /** The worker that created a router of this pool (undefined for a router from elsewhere). */
   workerOf(router: Router): Worker | undefined {
     return this.#hosts.get(router);
   }
 
-  /** The worker hosting the fewest routers (including those being created). */
+  /** The worker forwarding the fewest streams, then hosting the fewest routers (including those being created). */
   leastLoaded(): Worker {
     if (this.#closed) throw new NoWorkerAvailableError('the pool is closed');
     let best: Worker | undefined;
-    let bestLoad = Infinity;
+    let bestLoad: WorkerLoad | undefined;
     for (const [worker, load] of this.#loads) {
-      const current = load.routers.size + load.pending;
-      if (current < bestLoad) {
+      if (!bestLoad || load.streams < bestLoad.streams || (load.streams === bestLoad.streams && load.routers.size + load.pending < bestLoad.routers.size + bestLoad.pending)) {
         best = worker;
-        bestLoad = current;
+        bestLoad = load;
       }
     }
-    if (!best) throw new NoWorkerAvailableError('every worker has died');
+    if (!best || !bestLoad) throw new NoWorkerAvailableError('every worker has died');
+    if (this.#maxStreams !== undefined && bestLoad.streams >= this.#maxStreams) {
+      throw new NoWorkerAvailableError(`every worker is at capacity (${this.#maxStreams} forwarded streams each)`);
+    }
     return best;
   }
 
@@ -188,6 +213,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     }
     load.routers.add(router);
     this.#hosts.set(router, worker);
+    router.observer.on('newtransport', (transport) => {
+      transport.observer.on('newconsumer', (consumer: Consumer) => {
+        load.streams += 1;
+        consumer.observer.once('close', () => (load.streams -= 1));
+      });
+    });
     // The observer's 'close' fires both on router.close() and when its worker closes.
     router.observer.once('close', () => load.routers.delete(router));
     return router;
@@ -202,7 +233,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   }
 
   #adopt(worker: Worker): void {
-    this.#loads.set(worker, { routers: new Set(), pending: 0 });
+    this.#loads.set(worker, { routers: new Set(), streams: 0, pending: 0 });
     // Fires on close() and also just before 'died'.
     worker.observer.once('close', () => this.#loads.delete(worker));
     worker.on('died', (error: Error) => {

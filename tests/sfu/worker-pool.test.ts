@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Worker } from 'mediasoup/lib/types.js';
+import type { Router, Worker } from 'mediasoup/lib/types.js';
+import { opusRtpParameters } from './support.js';
 import { DEFAULT_MEDIA_CODECS, NoWorkerAvailableError, WorkerPool } from '../../sfu/worker-pool.js';
 
 const quietLogger = { info: () => {}, error: () => {} };
@@ -146,5 +147,57 @@ describe('WorkerPool', () => {
 
   it('refuses a pool of zero workers with a message naming the setting', async () => {
     await expect(WorkerPool.create({ numWorkers: 0 })).rejects.toThrow(/numWorkers/);
+  });
+});
+
+describe('WorkerPool placement by forwarded streams', () => {
+  const pools: WorkerPool[] = [];
+  afterEach(() => {
+    for (const pool of pools.splice(0)) pool.close();
+  });
+  const quiet = { info: () => {}, error: () => {} };
+
+  /** A producer on `router` and `n` consumers of it: n forwarded streams. */
+  async function forward(router: Router, n: number) {
+    const ingress = await router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
+    const producer = await ingress.produce({ kind: 'audio', rtpParameters: opusRtpParameters(4242) });
+    const egress = await router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: true });
+    const consumers = [];
+    for (let i = 0; i < n; i++) consumers.push(await egress.consume({ producerId: producer.id, rtpCapabilities: router.rtpCapabilities }));
+    return { ingress, egress, consumers };
+  }
+
+  it('puts a new room on the worker forwarding the fewest streams, not the one with the fewest rooms', async () => {
+    const pool = await WorkerPool.create({ numWorkers: 2, rtcMinPort: 40000, rtcMaxPort: 49999, logger: quiet });
+    pools.push(pool);
+    const busy = await pool.createRouter();
+    const busyWorker = pool.workerOf(busy)!;
+    await forward(busy, 3);
+    expect(pool.streamCount(busyWorker)).toBe(3);
+    // Two quiet rooms on the other worker: it hosts more rooms but forwards nothing.
+    const quietA = await pool.createRouter();
+    const quietB = await pool.createRouter();
+    const quietWorker = pool.workerOf(quietA)!;
+    expect(pool.workerOf(quietB)).toBe(quietWorker);
+    expect(quietWorker).not.toBe(busyWorker);
+    const next = await pool.createRouter();
+    expect(pool.workerOf(next)).toBe(quietWorker);
+  });
+
+  it('refuses a new room when every worker is at its stream budget, and takes one again once streams end', async () => {
+    const pool = await WorkerPool.create({ numWorkers: 1, rtcMinPort: 40000, rtcMaxPort: 49999, logger: quiet, maxStreamsPerWorker: 2 });
+    pools.push(pool);
+    const router = await pool.createRouter();
+    const { egress, consumers } = await forward(router, 2);
+    await expect(pool.createRouter()).rejects.toThrow(/at capacity \(2 forwarded streams each\)/);
+    consumers[0]!.close();
+    expect(pool.streamCount(pool.workerOf(router)!)).toBe(1);
+    await expect(pool.createRouter()).resolves.toBeDefined();
+    egress.close();
+    expect(pool.streamCount(pool.workerOf(router)!)).toBe(0);
+  });
+
+  it('refuses a stream budget that is not a positive integer', async () => {
+    await expect(WorkerPool.create({ numWorkers: 1, maxStreamsPerWorker: 0 })).rejects.toThrow(/maxStreamsPerWorker/);
   });
 });
