@@ -90,13 +90,20 @@ async function send(targets: string[], config: Config, signal: AbortSignal): Pro
   let invalid = 0;
   for (const target of targets) {
     for (const file of await examFiles(path.resolve(target))) {
-      await queueFile(outbox, file, {
-        queued: (f, id) => say(`mis en file : ${path.basename(f)} (${id})`),
-        invalid: (f, reason) => {
-          invalid++;
-          say(`refusé avant envoi : ${reason}`);
+      await queueFile(
+        outbox,
+        file,
+        {
+          queued: (f, id) => say(`mis en file : ${path.basename(f)} (${id})`),
+          invalid: (f, reason) => {
+            invalid++;
+            say(`refusé avant envoi : ${reason}`);
+          },
+          known: (f, id, state) => say(`${path.basename(f)} : ${state === 'sent' ? 'déjà reçu par le serveur' : 'déjà en file'} (${id})`),
         },
-      });
+        // Handing an exam over again by hand is a decision: an exam refused earlier is tried again.
+        { retryRejected: true },
+      );
     }
   }
   const lock = await outbox.lock();
@@ -131,13 +138,25 @@ async function watch(dir: string, config: Config, signal: AbortSignal): Promise<
     const scanner = new FolderScanner(path.resolve(dir), outbox, {
       queued: (f, id) => say(`mis en file : ${path.basename(f)} (${id})`),
       invalid: (_f, reason) => say(`refusé avant envoi : ${reason}`),
+      known: (f, id, state) => {
+        if (state === 'rejected') say(`${path.basename(f)} : refusé précédemment, voir rejected/${id}.txt (npm run evalise -- send ${f} pour le renvoyer)`);
+      },
     });
     const sender = senderFor(config, outbox);
     say(`surveillance de ${path.resolve(dir)} ; envoi vers ${config.server} (Ctrl-C pour arrêter)`);
     // Exams queued before a crash or a reboot leave first.
     const scanning = (async () => {
+      let lastProblem = '';
       while (!signal.aborted) {
-        await scanner.scan();
+        // The export folder may vanish (USB stick pulled, share unmounted): say it once, keep watching.
+        await scanner.scan().then(
+          () => (lastProblem = ''),
+          (err: unknown) => {
+            const problem = (err as Error).message;
+            if (problem !== lastProblem) say(`dossier surveillé inaccessible : ${problem} ; nouvel essai en continu`);
+            lastProblem = problem;
+          },
+        );
         await sleep(config.scanIntervalMs, signal);
       }
     })();

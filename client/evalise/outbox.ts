@@ -168,12 +168,11 @@ export class Outbox {
   }
 
   /**
-   * After a crash: half-written files in tmp/ are dropped (their exam was never reported queued),
-   * and an exam whose receipt or rejection was written but whose outbox copy was not yet removed
-   * leaves the outbox now.
+   * After a crash: an exam whose receipt or rejection was written but whose outbox copy was not
+   * yet removed leaves the outbox now. (Half-written files in tmp/ are dropped by the sender that
+   * takes the lock: another process may be writing there right now.)
    */
   private async recover(): Promise<void> {
-    for (const name of await fs.readdir(this.dirs.tmp)) await fs.rm(path.join(this.dirs.tmp, name), { force: true });
     for (const name of await fs.readdir(this.dirs.outbox)) {
       const id = name.split('.')[0]!;
       if (!ID_RE.test(id)) continue;
@@ -188,10 +187,17 @@ export class Outbox {
   }
 
   /** Queues one exam; durably on disk when this resolves. Already queued, sent or rejected: nothing changes. */
-  async enqueue(source: string, text: string): Promise<EnqueueResult> {
+  async enqueue(source: string, text: string, options: { retryRejected?: boolean } = {}): Promise<EnqueueResult> {
     const { minified, label } = describe(source, text);
     const id = Outbox.idOf(minified);
-    const state = await this.stateOf(id);
+    let state = await this.stateOf(id);
+    if (state === 'rejected' && options.retryRejected) {
+      // The GP hands the same exam over again (the patient has since joined the care team...):
+      // the refusal is kept beside it as history, and the exam goes back into the outbox.
+      await fs.rename(path.join(this.dirs.rejected, `${id}.txt`), path.join(this.dirs.rejected, `${id}.${Date.now()}.txt.old`));
+      await fsyncDir(this.dirs.rejected);
+      state = undefined;
+    }
     if (state) return { id, state, queued: false };
     const gz = gzipSync(minified, { level: 9 });
     const pending: PendingExam = {
@@ -331,6 +337,11 @@ export class Outbox {
         await handle.writeFile(String(process.pid));
         await handle.sync();
         await handle.close();
+        // Files a crashed sender left half-written: their exam was never reported queued or done.
+        for (const name of await fs.readdir(this.dirs.tmp)) {
+          const pid = Number(/\.(\d+)\.[a-z0-9]+\.part$/.exec(name)?.[1] ?? 0);
+          if (pid !== process.pid && !(pid > 0 && processRuns(pid))) await fs.rm(path.join(this.dirs.tmp, name), { force: true });
+        }
         return {
           release: async () => {
             const owner = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());

@@ -154,7 +154,7 @@ export class Sender {
     let outcome: DeliveryOutcome;
     try {
       const response = await this.post(gz, signal);
-      outcome = this.accepted(gz, response);
+      outcome = this.accepted(gz, response, exam.attempts);
     } catch (err) {
       if (err instanceof LoginRefused) throw err;
       outcome = this.failed(exam, err);
@@ -230,7 +230,7 @@ export class Sender {
   }
 
   /** A 2xx is only a delivery if every entry of the exam came back created or found. */
-  private accepted(gz: Buffer, response: Bundle): DeliveryOutcome {
+  private accepted(gz: Buffer, response: Bundle, attempts: number): DeliveryOutcome {
     const sentEntries = (JSON.parse(gunzipSync(gz).toString('utf8')) as Bundle).entry?.length ?? 0;
     const entries = response.entry ?? [];
     const ok = entries.every((e) => /^20[01]/.test(e.response?.status ?? ''));
@@ -238,7 +238,7 @@ export class Sender {
       return {
         kind: 'retry',
         error: `réponse inattendue du serveur (${entries.length}/${sentEntries} entrées)`,
-        retryInMs: 0,
+        retryInMs: backoffDelay(attempts, this.backoff, this.random),
       };
     }
     return { kind: 'sent', locations: entries.map((e) => e.response?.location ?? '') };

@@ -12,6 +12,8 @@ import { InvalidExamFile, type Outbox } from './outbox.js';
 export interface ScanEvents {
   queued(file: string, id: string): void;
   invalid(file: string, reason: string): void;
+  /** Already delivered or refused earlier: nothing queued (said so the GP is not left guessing). */
+  known?(file: string, id: string, state: 'sent' | 'rejected' | 'pending'): void;
 }
 
 interface Seen {
@@ -31,11 +33,12 @@ export async function examFiles(target: string): Promise<string[]> {
 }
 
 /** Queues one file; a file that cannot be an exam is set aside in rejected/ with the reason. */
-export async function queueFile(outbox: Outbox, file: string, events: ScanEvents): Promise<void> {
+export async function queueFile(outbox: Outbox, file: string, events: ScanEvents, options: { retryRejected?: boolean } = {}): Promise<void> {
   const text = await fs.readFile(file, 'utf8');
   try {
-    const { id, queued } = await outbox.enqueue(file, text);
+    const { id, queued, state } = await outbox.enqueue(file, text, options);
     if (queued) events.queued(file, id);
+    else events.known?.(file, id, state);
   } catch (err) {
     if (!(err instanceof InvalidExamFile)) throw err;
     await outbox.rejectFile(file, text, err.message);
@@ -71,13 +74,21 @@ export class FolderScanner {
       before.stable++;
       if (before.stable < this.stableScans) continue;
       let wasQueued = false;
-      await queueFile(this.outbox, file, {
+      // A file gone between the listing and the read (the device tidying up) is simply not taken.
+      const gone = await queueFile(this.outbox, file, {
         queued: (f, id) => {
           wasQueued = true;
           this.events.queued(f, id);
         },
         invalid: (f, reason) => this.events.invalid(f, reason),
-      });
+      }).then(
+        () => false,
+        (err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+          throw err;
+        },
+      );
+      if (gone) continue;
       before.done = true;
       if (wasQueued) queued++;
     }

@@ -35,8 +35,9 @@ describe('the uploader outbox', () => {
     const delivered = await box.enqueue('a.json', exam(1));
     const waiting = await box.enqueue('b.json', exam(2));
     const orphan = await box.enqueue('c.json', exam(3));
-    // Crash 1: while writing a file (only tmp/ holds it).
-    writeFileSync(path.join(home, 'tmp', 'x.json.gz.123.part'), 'half');
+    // Crash 1: while writing a file (only tmp/ holds it). Another live process's file stays.
+    writeFileSync(path.join(home, 'tmp', 'x.json.gz.4194000.k2x9.part'), 'half');
+    writeFileSync(path.join(home, 'tmp', `y.json.gz.${process.ppid}.k2x9.part`), 'being written');
     // Crash 2: after the receipt, before the outbox copy was removed.
     writeFileSync(path.join(home, 'sent', `${delivered.id}.json`), JSON.stringify({ id: delivered.id, sentAt: '2025-01-01T00:00:00Z' }));
     // Crash 3: between the payload and its state.
@@ -44,10 +45,26 @@ describe('the uploader outbox', () => {
     rmSync(path.join(home, 'outbox', `${orphan.id}.state.json`));
 
     const reopened = await Outbox.open(home);
-    expect(readdirSync(path.join(home, 'tmp'))).toEqual([]);
+    expect(readdirSync(path.join(home, 'tmp'))).toHaveLength(2); // opening (status) touches nothing there
+    const lock = await reopened.lock();
+    expect(readdirSync(path.join(home, 'tmp'))).toEqual([`y.json.gz.${process.ppid}.k2x9.part`]);
+    if ('release' in lock) await lock.release();
     expect(existsSync(path.join(home, 'outbox', `${delivered.id}.json.gz`))).toBe(false);
     expect((await reopened.pending()).map((p) => p.id).sort()).toEqual([waiting.id, orphan.id].sort());
     expect(await reopened.stateOf(delivered.id)).toBe('sent');
+  });
+
+  it('queues a refused exam again only when it is handed over by hand, keeping the refusal as history', async () => {
+    const home = tempDir('box');
+    const box = await Outbox.open(home);
+    const { id } = await box.enqueue('a.json', exam(7));
+    const [pending] = await box.pending();
+    await box.markRejected(pending!, 404, { resourceType: 'OperationOutcome', issue: [] }, 'refusé');
+    expect(await box.enqueue('a.json', exam(7))).toEqual({ id, state: 'rejected', queued: false });
+    expect(await box.enqueue('a.json', exam(7), { retryRejected: true })).toEqual({ id, state: 'pending', queued: true });
+    expect((await box.pending()).map((p) => p.id)).toEqual([id]);
+    expect(await box.rejected()).toEqual([]);
+    expect(readdirSync(path.join(home, 'rejected')).some((n) => n.startsWith(`${id}.`) && n.endsWith('.txt.old'))).toBe(true);
   });
 
   it('lets one sender at a time drain it, and takes over the lock of a dead one', async () => {
