@@ -29,7 +29,14 @@ const callBody = z.object({
   emergency: z.boolean().default(false),
   /** Who should assist: an Organization (the SAMU), a Practitioner or a PractitionerRole. */
   performer: z.string().regex(/^(Organization|Practitioner|PractitionerRole)\/[A-Za-z0-9\-.]{1,64}$/, 'performer must be "Organization/<id>", "Practitioner/<id>" or "PractitionerRole/<id>"').optional(),
+  /**
+   * Chosen by the caller's device, once per call (a UUID): a call resent after a lost answer
+   * (satellite) finds the request it already created instead of calling twice.
+   */
+  requestId: z.string().regex(/^[A-Za-z0-9\-]{8,64}$/, 'requestId must be 8-64 letters, digits or dashes (a UUID)').optional(),
 });
+
+export const CALL_SYSTEM = 'urn:hub:teleassistance-call';
 
 /** The order of a regulator's queue: emergencies (stat) first, then asap, urgent, routine; oldest first within each. */
 const PRIORITY_RANK: Record<string, number> = { stat: 0, asap: 1, urgent: 2, routine: 3 };
@@ -88,8 +95,10 @@ export function roomRoutes(options: RoomRoutesOptions): express.Router {
       if (!performer) throw new ApiError(400, 'invalid-request', 'performer is required: no default assisting organization is configured', 'performer');
       const requester = principal.practitionerRoleId ? `PractitionerRole/${principal.practitionerRoleId}` : principal.practitionerId ? `Practitioner/${principal.practitionerId}` : undefined;
       if (!requester) throw new ApiError(403, 'forbidden', 'only a practitioner can call for teleassistance', 'patient');
+      const { requestId } = parsed.data;
       const request: ServiceRequest = {
         resourceType: 'ServiceRequest',
+        ...(requestId ? { identifier: [{ system: CALL_SYSTEM, value: requestId }] } : {}),
         status: 'active',
         intent: 'order',
         priority: emergency ? 'stat' : 'urgent',
@@ -101,8 +110,11 @@ export function roomRoutes(options: RoomRoutesOptions): express.Router {
         authoredOn: new Date().toISOString(),
       };
       let created: ServiceRequest;
+      let isNew: boolean;
       try {
-        created = (await store.repo.create(accessOf(res), request)).resource as ServiceRequest;
+        const result = await store.repo.create(accessOf(res), request, requestId ? `identifier=${CALL_SYSTEM}|${requestId}` : undefined);
+        created = result.resource as ServiceRequest;
+        isNew = result.created;
       } catch (err) {
         throw fhirToApi(err, 'patient');
       }
@@ -115,6 +127,7 @@ export function roomRoutes(options: RoomRoutesOptions): express.Router {
         requester,
         reason,
       };
+      if (!isNew) return void res.status(200).json(entry);
       options.onCall(performer.startsWith('Organization/') ? performer.slice('Organization/'.length) : undefined, entry);
       res.status(201).json(entry);
     } catch (err) {
@@ -124,10 +137,19 @@ export function roomRoutes(options: RoomRoutesOptions): express.Router {
 
   router.get('/teleassistance/queue', async (_req, res, next) => {
     try {
+      // The calls addressed to the caller: their organization (the SAMU), their role or themselves.
+      const principal = me(res);
+      const addressedTo = [
+        principal.organizationId && `Organization/${principal.organizationId}`,
+        principal.practitionerRoleId && `PractitionerRole/${principal.practitionerRoleId}`,
+        principal.practitionerId && `Practitioner/${principal.practitionerId}`,
+      ].filter(Boolean);
+      if (addressedTo.length === 0) return void res.json({ queue: [] });
       const bundle = await store.repo.search(accessOf(res), 'ServiceRequest', [
         ['category', `${ACT_SYSTEM}|teleassistance`],
         ['status', 'active'],
-        ['_count', '200'],
+        ['performer', addressedTo.join(',')],
+        ['_count', '1000'],
       ]);
       const entries: QueueEntry[] = (bundle.entry ?? [])
         .map((e) => e.resource as ServiceRequest)

@@ -127,6 +127,9 @@ export class RoomSignaling {
       socket.data.roomId = claims.roomId;
       const returning = !!room.participant(me);
       const result = room.join(principal, socket.data.access, claims.role, fresh ? { fresh } : {});
+      // The connection dropped while the ticket was checked or the room opened: the 'disconnect'
+      // handler found no room then, so start the grace period now, or the place is held forever.
+      if (socket.disconnected) room.disconnected(me);
       if (!returning) await this.#audit(socket, claims.basedOn, claims.patientId, `entrée dans la salle ${claims.roomId} (${claims.role === 'host' ? 'médecin' : 'participant'})`);
       return result;
     });

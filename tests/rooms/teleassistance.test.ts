@@ -69,6 +69,19 @@ describe('teleassistance: calls, the regulator’s queue and the room', () => {
     }
   });
 
+  it('takes a call resent after a lost answer (same requestId) once', async () => {
+    const requestId = crypto.randomUUID();
+    const body = { patient: `Patient/${patient.id}`, reason: 'Plaie du cuir chevelu', requestId };
+    const first = await call(body);
+    expect(first.status).toBe(201);
+    const again = await call(body);
+    expect(again.status).toBe(200);
+    expect(again.body.serviceRequest).toBe(first.body.serviceRequest);
+    const queue = await api<{ queue: QueueEntry[] }>(hub, 'GET', '/api/teleassistance/queue', await hub.login(USER.regulator));
+    expect(queue.body.queue.filter((e) => e.reason === 'Plaie du cuir chevelu')).toHaveLength(1);
+    expect((await call({ ...body, requestId: 'x' })).body.error).toMatchObject({ field: 'requestId' });
+  });
+
   it('names the field of a bad call', async () => {
     const bad = await call({ patient: 'Bob', reason: 'x' });
     expect(bad.status).toBe(400);
