@@ -39,6 +39,9 @@ import {
 } from './validation.js';
 
 export const TRANSPORT_DIRECTIONS = ['send', 'recv'] as const;
+
+/** Tracks one peer may send at once: microphone, camera, screen (and its sound), with room to spare. */
+export const MAX_PRODUCERS_PER_PEER = 8;
 /** A client sends media on one transport and receives on another, as mediasoup-client does. */
 export type TransportDirection = (typeof TRANSPORT_DIRECTIONS)[number];
 
@@ -513,6 +516,9 @@ export class Peer extends EventEmitter<PeerEvents> {
         'transportId',
       );
     }
+    if (this.#producers.size >= MAX_PRODUCERS_PER_PEER) {
+      throw new SfuError('limit-reached', `a peer sends at most ${MAX_PRODUCERS_PER_PEER} tracks at once; close one first`, 'transportId');
+    }
     const input = requireRecord(options, 'options');
     const kind = requireOneOf(input.kind, MEDIA_KINDS, 'kind');
     const rtpParameters = copyParameters<RtpParameters>(input.rtpParameters, 'rtpParameters', ['codecs']);
@@ -583,6 +589,13 @@ export class Peer extends EventEmitter<PeerEvents> {
       );
     }
     const { owner, source } = found;
+    // One consumer per producer and peer: a second one shows nothing new, and a client asking
+    // for thousands would load the worker for every room on it.
+    for (const { consumer } of this.#consumers.values()) {
+      if (consumer.producerId === id && !consumer.closed) {
+        throw new SfuError('invalid-state', `producer '${id}' is already consumed by consumer '${consumer.id}'`, 'producerId');
+      }
+    }
     if (!entry.router.canConsume({ producerId: id, rtpCapabilities: capabilities })) {
       throw new SfuError(
         'cannot-consume',

@@ -227,7 +227,8 @@ export class Room extends EventEmitter<RoomEvents> {
     let router: Router | undefined;
     for (let attempt = 1; !router; attempt += 1) {
       try {
-        router = await createRouter(this.#pool, this.#mediaCodecs);
+        // Already running: rebuilt even on workers at their budget, rather than ended.
+        router = await createRouter(this.#pool, this.#mediaCodecs, { ignoreBudget: true });
       } catch (error) {
         // A worker dying while the router is made is worth another try; no worker at all is not.
         const retry =
@@ -328,9 +329,9 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 }
 
-async function createRouter(pool: WorkerPool, mediaCodecs: readonly RtpCodecCapability[]): Promise<Router> {
+async function createRouter(pool: WorkerPool, mediaCodecs: readonly RtpCodecCapability[], options: { ignoreBudget?: boolean } = {}): Promise<Router> {
   try {
-    return await pool.createRouter(mediaCodecs);
+    return await pool.createRouter(mediaCodecs, options);
   } catch (error) {
     if (error instanceof NoWorkerAvailableError) {
       throw new SfuError('no-worker', error.message, undefined, { cause: error });

@@ -88,9 +88,17 @@ export class NoWorkerAvailableError extends Error {
   }
 }
 
+/**
+ * Streams a room is expected to forward before its participants are all in: a consultation of two
+ * with audio and video each way. Without it, every room opened in a morning burst (empty at
+ * first) would land on the one idle worker.
+ */
+export const RESERVED_STREAMS_PER_ROOM = 4;
+
 interface WorkerLoad {
   readonly routers: Set<Router>;
-  /** Consumers alive on its routers: the streams it forwards, what its CPU follows. */
+  /** Consumers alive on each router: the streams it forwards, what the worker's CPU follows. */
+  readonly streamsByRouter: Map<Router, number>;
   streams: number;
   /** Routers being created right now: counted so that concurrent requests spread out. */
   pending: number;
@@ -174,19 +182,39 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return this.#hosts.get(router);
   }
 
-  /** The worker forwarding the fewest streams, then hosting the fewest routers (including those being created). */
-  leastLoaded(): Worker {
+  /**
+   * A worker's expected load: the streams each of its rooms forwards, at least
+   * RESERVED_STREAMS_PER_ROOM per room (and per room being created).
+   */
+  expectedStreams(worker: Worker): number {
+    const load = this.#loads.get(worker);
+    if (!load) return 0;
+    let total = load.pending * RESERVED_STREAMS_PER_ROOM;
+    for (const router of load.routers) total += Math.max(load.streamsByRouter.get(router) ?? 0, RESERVED_STREAMS_PER_ROOM);
+    return total;
+  }
+
+  /**
+   * The worker with the lowest expected load (then the fewest routers). With a stream budget, a
+   * new room is refused when even that worker is at it; a room being rebuilt after its worker
+   * died (`ignoreBudget`) is not: it was already running.
+   */
+  leastLoaded(options: { ignoreBudget?: boolean } = {}): Worker {
     if (this.#closed) throw new NoWorkerAvailableError('the pool is closed');
     let best: Worker | undefined;
-    let bestLoad: WorkerLoad | undefined;
+    let bestScore = Infinity;
+    let bestRouters = Infinity;
     for (const [worker, load] of this.#loads) {
-      if (!bestLoad || load.streams < bestLoad.streams || (load.streams === bestLoad.streams && load.routers.size + load.pending < bestLoad.routers.size + bestLoad.pending)) {
+      const score = this.expectedStreams(worker);
+      const routers = load.routers.size + load.pending;
+      if (score < bestScore || (score === bestScore && routers < bestRouters)) {
         best = worker;
-        bestLoad = load;
+        bestScore = score;
+        bestRouters = routers;
       }
     }
-    if (!best || !bestLoad) throw new NoWorkerAvailableError('every worker has died');
-    if (this.#maxStreams !== undefined && bestLoad.streams >= this.#maxStreams) {
+    if (!best) throw new NoWorkerAvailableError('every worker has died');
+    if (!options.ignoreBudget && this.#maxStreams !== undefined && bestScore >= this.#maxStreams) {
       throw new NoWorkerAvailableError(`every worker is at capacity (${this.#maxStreams} forwarded streams each)`);
     }
     return best;
@@ -195,8 +223,9 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   /** Creates a router on the least-loaded worker. */
   async createRouter(
     mediaCodecs: readonly RtpCodecCapability[] = DEFAULT_MEDIA_CODECS,
+    options: { ignoreBudget?: boolean } = {},
   ): Promise<Router> {
-    const worker = this.leastLoaded();
+    const worker = this.leastLoaded(options);
     const load = this.#loads.get(worker);
     if (!load) throw new NoWorkerAvailableError('worker left the pool');
     load.pending += 1;
@@ -213,10 +242,16 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     }
     load.routers.add(router);
     this.#hosts.set(router, worker);
+    load.streamsByRouter.set(router, 0);
+    router.observer.once('close', () => load.streamsByRouter.delete(router));
     router.observer.on('newtransport', (transport) => {
       transport.observer.on('newconsumer', (consumer: Consumer) => {
         load.streams += 1;
-        consumer.observer.once('close', () => (load.streams -= 1));
+        load.streamsByRouter.set(router, (load.streamsByRouter.get(router) ?? 0) + 1);
+        consumer.observer.once('close', () => {
+          load.streams -= 1;
+          if (load.streamsByRouter.has(router)) load.streamsByRouter.set(router, load.streamsByRouter.get(router)! - 1);
+        });
       });
     });
     // The observer's 'close' fires both on router.close() and when its worker closes.
@@ -233,7 +268,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   }
 
   #adopt(worker: Worker): void {
-    this.#loads.set(worker, { routers: new Set(), streams: 0, pending: 0 });
+    this.#loads.set(worker, { routers: new Set(), streamsByRouter: new Map(), streams: 0, pending: 0 });
     // Fires on close() and also just before 'died'.
     worker.observer.once('close', () => this.#loads.delete(worker));
     worker.on('died', (error: Error) => {

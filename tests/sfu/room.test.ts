@@ -664,3 +664,28 @@ describe('mediasoup errors', () => {
     expect(error.message).toContain('overloaded');
   });
 });
+
+describe('limits a peer cannot get past', () => {
+  it('consumes a producer once per peer, and sends at most MAX_PRODUCERS_PER_PEER tracks', async () => {
+    const { pool } = await setup(1);
+    const registry = await openRegistry(pool);
+    const room = await registry.openRoom('limits');
+    const alice = room.join('alice', { displayName: 'Alice' });
+    const bob = room.join('bob', { displayName: 'Bob' });
+    const { producer, transport } = await producePlainAudio(alice, 7001);
+    const recv = await bob.createWebRtcTransport({ direction: 'recv' });
+    const first = await bob.consume(producer.id, room.rtpCapabilities, { transportId: recv.id });
+    const again = await bob.consume(producer.id, room.rtpCapabilities, { transportId: recv.id }).catch((e: unknown) => e);
+    expect(again).toMatchObject({ code: 'invalid-state', field: 'producerId' });
+    // Once the first consumer is closed, consuming again is fine.
+    bob.closeConsumer(first.id);
+    await expect(bob.consume(producer.id, room.rtpCapabilities, { transportId: recv.id })).resolves.toBeDefined();
+
+    const { MAX_PRODUCERS_PER_PEER } = await import('../../sfu/peer.js');
+    for (let i = 1; i < MAX_PRODUCERS_PER_PEER; i++) {
+      await alice.produce(transport.id, { kind: 'audio', rtpParameters: opusRtpParameters(7001 + i), appData: { source: 'mic' } });
+    }
+    const tooMany = await alice.produce(transport.id, { kind: 'audio', rtpParameters: opusRtpParameters(7100), appData: { source: 'mic' } }).catch((e: unknown) => e);
+    expect(tooMany).toMatchObject({ code: 'limit-reached' });
+  });
+});

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Router, Worker } from 'mediasoup/lib/types.js';
 import { opusRtpParameters } from './support.js';
+import { RESERVED_STREAMS_PER_ROOM } from '../../sfu/worker-pool.js';
 import { DEFAULT_MEDIA_CODECS, NoWorkerAvailableError, WorkerPool } from '../../sfu/worker-pool.js';
 
 const quietLogger = { info: () => {}, error: () => {} };
@@ -172,26 +173,44 @@ describe('WorkerPool placement by forwarded streams', () => {
     pools.push(pool);
     const busy = await pool.createRouter();
     const busyWorker = pool.workerOf(busy)!;
-    await forward(busy, 3);
-    expect(pool.streamCount(busyWorker)).toBe(3);
+    await forward(busy, 10);
+    expect(pool.streamCount(busyWorker)).toBe(10);
     // Two quiet rooms on the other worker: it hosts more rooms but forwards nothing.
     const quietA = await pool.createRouter();
     const quietB = await pool.createRouter();
     const quietWorker = pool.workerOf(quietA)!;
     expect(pool.workerOf(quietB)).toBe(quietWorker);
     expect(quietWorker).not.toBe(busyWorker);
+    // Two empty rooms count as the streams they are about to carry (2 × RESERVED_STREAMS_PER_ROOM = 8 < 10).
+    expect(pool.expectedStreams(quietWorker)).toBe(2 * RESERVED_STREAMS_PER_ROOM);
     const next = await pool.createRouter();
     expect(pool.workerOf(next)).toBe(quietWorker);
   });
 
+  it('spreads a burst of empty rooms instead of piling them on the worker that forwards nothing yet', async () => {
+    const pool = await WorkerPool.create({ numWorkers: 2, rtcMinPort: 40000, rtcMaxPort: 49999, logger: quiet });
+    pools.push(pool);
+    const running = await pool.createRouter();
+    await forward(running, RESERVED_STREAMS_PER_ROOM);
+    const busyWorker = pool.workerOf(running)!;
+    // A morning burst: three rooms opened before anyone is admitted in them.
+    const burst = [];
+    for (let i = 0; i < 3; i++) burst.push(await pool.createRouter());
+    expect(burst.filter((r) => pool.workerOf(r) === busyWorker).length).toBeGreaterThan(0);
+    expect(burst.filter((r) => pool.workerOf(r) !== busyWorker).length).toBeGreaterThan(0);
+  });
+
   it('refuses a new room when every worker is at its stream budget, and takes one again once streams end', async () => {
-    const pool = await WorkerPool.create({ numWorkers: 1, rtcMinPort: 40000, rtcMaxPort: 49999, logger: quiet, maxStreamsPerWorker: 2 });
+    const pool = await WorkerPool.create({ numWorkers: 1, rtcMinPort: 40000, rtcMaxPort: 49999, logger: quiet, maxStreamsPerWorker: 6 });
     pools.push(pool);
     const router = await pool.createRouter();
-    const { egress, consumers } = await forward(router, 2);
-    await expect(pool.createRouter()).rejects.toThrow(/at capacity \(2 forwarded streams each\)/);
+    const { egress, consumers } = await forward(router, 6);
+    await expect(pool.createRouter()).rejects.toThrow(/at capacity \(6 forwarded streams each\)/);
+    // A room already running is rebuilt whatever the budget (its worker died elsewhere).
+    const rebuilt = await pool.createRouter(undefined, { ignoreBudget: true });
+    rebuilt.close();
     consumers[0]!.close();
-    expect(pool.streamCount(pool.workerOf(router)!)).toBe(1);
+    expect(pool.streamCount(pool.workerOf(router)!)).toBe(5);
     await expect(pool.createRouter()).resolves.toBeDefined();
     egress.close();
     expect(pool.streamCount(pool.workerOf(router)!)).toBe(0);
