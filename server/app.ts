@@ -29,7 +29,7 @@ export interface AppOptions {
   /** The SAMU organization that assists calls naming none. */
   teleassistanceOrganization?: string;
   /** Tells the assisting organization that its teleassistance queue changed (socket.io). */
-  onTeleassistanceCall?: (organizationId: string | undefined, entry: QueueEntry) => void;
+  onTeleassistanceCall?: (performer: string, entry: QueueEntry) => void;
   /** The built web app (client/web/dist); served at / when the folder exists. */
   webRoot?: string;
 }

@@ -103,7 +103,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     ...((config.teleassistanceOrganization ?? (config.loadDemoData ? DEMO_IDS.organizations.samu : undefined))
       ? { teleassistanceOrganization: config.teleassistanceOrganization ?? DEMO_IDS.organizations.samu }
       : {}),
-    onTeleassistanceCall: (organizationId, entry) => realtime?.teleassistanceCall(organizationId, entry),
+    onTeleassistanceCall: (performer, entry) => realtime?.teleassistanceCall(performer, entry),
     webRoot: WEB_ROOT,
   });
   server.removeAllListeners('request');

@@ -31,6 +31,8 @@ export const rooms = {
   account: (id: string) => `account:${id}`,
   organization: (id: string) => `organization:${id}`,
   role: (role: string) => `role:${role}`,
+  practitioner: (id: string) => `practitioner:${id}`,
+  practitionerRole: (id: string) => `practitioner-role:${id}`,
 };
 
 export interface RealtimeOptions {
@@ -79,6 +81,8 @@ export class Realtime {
         rooms.account(principal.accountId),
         rooms.role(principal.role),
         ...(principal.organizationId ? [rooms.organization(principal.organizationId)] : []),
+        ...(principal.practitionerId ? [rooms.practitioner(principal.practitionerId)] : []),
+        ...(principal.practitionerRoleId ? [rooms.practitionerRole(principal.practitionerRoleId)] : []),
       ]);
       socket.on('whoami', (ack) => {
         if (typeof ack === 'function') ack(principal);
@@ -90,9 +94,15 @@ export class Realtime {
     return new Realtime(io, closeAdapter, signaling);
   }
 
-  /** A teleassistance call for an organization: its connected staff update their queue (on every node, through Redis). */
-  teleassistanceCall(organizationId: string | undefined, entry: QueueEntry): void {
-    if (organizationId) this.io.to(rooms.organization(organizationId)).emit('teleassistanceCall', entry);
+  /**
+   * A teleassistance call for whoever it is addressed to (`Organization/…`, `Practitioner/…`,
+   * `PractitionerRole/…`): their connected screens update the queue (on every node, through Redis).
+   */
+  teleassistanceCall(performer: string, entry: QueueEntry): void {
+    const [type, id] = performer.split('/');
+    if (!id) return;
+    const room = type === 'Organization' ? rooms.organization(id) : type === 'Practitioner' ? rooms.practitioner(id) : type === 'PractitionerRole' ? rooms.practitionerRole(id) : undefined;
+    if (room) this.io.to(room).emit('teleassistanceCall', entry);
   }
 
   /** Disconnects every client and closes socket.io, then Redis. socket.io also closes the HTTP server it is attached to. */

@@ -69,8 +69,8 @@ export interface RoomRoutesOptions {
   tickets: RoomTickets;
   /** The organization that assists when a call names none (the SAMU of the territory). */
   defaultAssistingOrganization?: string;
-  /** Tells the assisting organization's sockets that the queue changed. */
-  onCall: (organizationId: string | undefined, entry: QueueEntry) => void;
+  /** Tells the sockets of whoever the call is addressed to (an Organization, Practitioner or PractitionerRole reference) that their queue changed. */
+  onCall: (performer: string, entry: QueueEntry) => void;
 }
 
 export function roomRoutes(options: RoomRoutesOptions): express.Router {
@@ -128,7 +128,7 @@ export function roomRoutes(options: RoomRoutesOptions): express.Router {
         reason,
       };
       if (!isNew) return void res.status(200).json(entry);
-      options.onCall(performer.startsWith('Organization/') ? performer.slice('Organization/'.length) : undefined, entry);
+      options.onCall(performer, entry);
       res.status(201).json(entry);
     } catch (err) {
       next(err);

@@ -112,6 +112,8 @@ export class RoomSignaling {
 
     handle('join', async ({ roomToken, fresh }) => {
       const claims = await this.#options.tickets.verify(roomToken, principal);
+      // The socket was authenticated at its handshake: an account disabled since then enters no room.
+      if (!(await this.#options.auth.accounts.active(me))) throw new RoomError('unauthorized', 'this account is disabled', 'roomToken');
       if (socket.data.roomId && socket.data.roomId !== claims.roomId) throw new RoomError('invalid-state', 'this connection is already in another room: leave it first', 'roomToken');
       const room = await this.#open(claims);
       const previous = this.#sockets.get(`${claims.roomId}|${me}`);

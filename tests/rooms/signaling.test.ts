@@ -83,6 +83,19 @@ describe('teleconsultation rooms (socket.io /rooms)', () => {
     expect(await nurse.request('createTransport', { direction: 'send' })).toMatchObject({ ok: false, error: { code: 'not-joined' } });
   });
 
+  it('lets no account disabled since its socket connected into a room', async () => {
+    const { appointment } = await bookConsultation(hub);
+    const nurseTicket = await ticketFor(USER.ehpadNurse, appointment.id!);
+    const nurse = await connect(USER.ehpadNurse);
+    const account = (await hub.auth.accounts.byUsername(USER.ehpadNurse))!;
+    await hub.auth.accounts.setDisabled(account.id, true);
+    try {
+      expect(await nurse.request('join', { roomToken: nurseTicket.roomToken })).toMatchObject({ ok: false, error: { code: 'unauthorized' } });
+    } finally {
+      await hub.auth.accounts.setDisabled(account.id, false);
+    }
+  });
+
   it('holds the nursing home in the waiting room until the doctor admits it, then lets media flow between them', async () => {
     const { appointment } = await bookConsultation(hub);
     const nurse = await connect(USER.ehpadNurse);

@@ -5,7 +5,7 @@ import type { JoinResult, PeerSummary } from '../../server/rooms/protocol.js';
 import type { QueueEntry } from '../../server/rooms/routes.js';
 import { backends, type TestHub } from '../fhir/harness.js';
 import { api, create, newPatient, search, startAccessHub } from '../access/support.js';
-import { ORG, RoomClient, USER, ticket } from './support.js';
+import { ORG, PRACT, RoomClient, USER, ticket } from './support.js';
 
 const backend = backends()[0]!;
 
@@ -80,6 +80,26 @@ describe('teleassistance: calls, the regulator’s queue and the room', () => {
     const queue = await api<{ queue: QueueEntry[] }>(hub, 'GET', '/api/teleassistance/queue', await hub.login(USER.regulator));
     expect(queue.body.queue.filter((e) => e.reason === 'Plaie du cuir chevelu')).toHaveLength(1);
     expect((await call({ ...body, requestId: 'x' })).body.error).toMatchObject({ field: 'requestId' });
+  });
+
+  it('pushes a call addressed to a named doctor to that doctor, and lists it in their queue', async () => {
+    const cardiologist = io(hub.rootUrl, { auth: { token: await hub.login(USER.cardiologist) }, transports: ['websocket'], forceNew: true, reconnection: false });
+    const pushed: QueueEntry[] = [];
+    cardiologist.on('teleassistanceCall', (entry: QueueEntry) => pushed.push(entry));
+    await new Promise<void>((resolve, reject) => {
+      cardiologist.once('connect', () => resolve());
+      cardiologist.once('connect_error', reject);
+    });
+    try {
+      const named = await call({ patient: `Patient/${patient.id}`, reason: 'Avis cardiologique en direct', performer: `Practitioner/${PRACT.cardiologist}` });
+      expect(named.status, JSON.stringify(named.body)).toBe(201);
+      for (let i = 0; i < 50 && pushed.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(pushed.map((e) => e.serviceRequest)).toEqual([named.body.serviceRequest]);
+      const queue = await api<{ queue: QueueEntry[] }>(hub, 'GET', '/api/teleassistance/queue', await hub.login(USER.cardiologist));
+      expect(queue.body.queue.map((e) => e.serviceRequest)).toEqual([named.body.serviceRequest]);
+    } finally {
+      cardiologist.disconnect();
+    }
   });
 
   it('names the field of a bad call', async () => {
