@@ -112,7 +112,7 @@ export async function startTestHub(backend: Backend, options: TestHubOptions = {
     logger,
     corsOrigins: options.corsOrigins ?? [],
     loginRateLimitPerMinute: options.loginRateLimitPerMinute ?? 10_000,
-    ...(media ? { tickets: media.tickets, teleassistanceOrganization: DEMO_IDS.organizations.samu, onTeleassistanceCall: (org, entry) => realtimeRef?.teleassistanceCall(org, entry) } : {}),
+    ...(media ? { tickets: media.tickets, teleassistanceOrganization: DEMO_IDS.organizations.samu, onTeleassistanceCall: (performer, entry) => realtimeRef?.teleassistanceCall(performer, entry) } : {}),
     ...(options.webRoot ? { webRoot: options.webRoot } : {}),
   });
   let implicitAuthorization: string | undefined;
