@@ -331,12 +331,36 @@ export class Outbox {
    */
   async lock(): Promise<{ release: () => Promise<void> } | { heldBy: number }> {
     const file = path.join(this.home, 'sender.lock');
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const handle = await fs.open(file, 'wx', 0o600);
-        await handle.writeFile(String(process.pid));
-        await handle.sync();
-        await handle.close();
+    // The lock appears whole or not at all: written aside, then hard-linked into place (link fails
+    // if the name exists), so no other process can read it empty and take it for a stale one.
+    const mine = path.join(this.dirs.tmp, `sender.lock.${process.pid}.${Date.now().toString(36)}.part`);
+    const handle = await fs.open(mine, 'w', 0o600);
+    try {
+      await handle.writeFile(String(process.pid));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          await fs.link(mine, file);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          const owner = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());
+          if (owner > 0 && owner !== process.pid && processRuns(owner)) return { heldBy: owner };
+          // Stale (its owner is gone): moved away under a name of our own, so of two processes
+          // finding it stale only one removes it, and never a lock another has just taken.
+          const stale = `${file}.stale.${process.pid}`;
+          await fs.rename(file, stale).then(
+            () => fs.rm(stale, { force: true }),
+            (e: NodeJS.ErrnoException) => {
+              if (e.code !== 'ENOENT') throw e;
+            },
+          );
+          continue;
+        }
+        await fsyncDir(this.home);
         // Files a crashed sender left half-written: their exam was never reported queued or done.
         for (const name of await fs.readdir(this.dirs.tmp)) {
           const pid = Number(/\.(\d+)\.[a-z0-9]+\.part$/.exec(name)?.[1] ?? 0);
@@ -348,14 +372,11 @@ export class Outbox {
             if (owner === process.pid) await fs.rm(file, { force: true });
           },
         };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const owner = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());
-        if (owner > 0 && owner !== process.pid && processRuns(owner)) return { heldBy: owner };
-        await fs.rm(file, { force: true });
       }
+      throw new Error(`cannot take the lock ${file}`);
+    } finally {
+      await fs.rm(mine, { force: true });
     }
-    throw new Error(`cannot take the lock ${file}`);
   }
 
   private async removeFromOutbox(id: string): Promise<void> {

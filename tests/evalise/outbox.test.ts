@@ -84,6 +84,39 @@ describe('the uploader outbox', () => {
   });
 });
 
+describe('the sender lock across processes', () => {
+  it('goes to exactly one of several uploaders started at the same moment (after a reboot)', async () => {
+    const { spawn } = await import('node:child_process');
+    const home = tempDir('box');
+    // A stale lock from before the reboot: every starter finds it and must not both take over.
+    writeFileSync(path.join(home, 'sender.lock'), '4194000');
+    // Each uploader says whether it got the lock, then holds on until every one has answered.
+    const script = `const { Outbox } = await import(${JSON.stringify(path.resolve('client/evalise/outbox.ts'))});
+      const box = await Outbox.open(${JSON.stringify(home)});
+      const lock = await box.lock();
+      console.log('release' in lock ? 'got' : 'held');
+      process.stdin.resume();
+      await new Promise((r) => process.stdin.on('end', r));`;
+    const children = Array.from({ length: 4 }, () => spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const results = await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<string>((resolve, reject) => {
+            let out = '';
+            child.stdout!.on('data', (d: Buffer) => {
+              out += d.toString();
+              if (out.includes('\n')) resolve(out.trim());
+            });
+            child.on('exit', (code) => reject(new Error(`exit ${code} before answering`)));
+          }),
+      ),
+    );
+    for (const child of children) child.stdin!.end();
+    await Promise.all(children.map((child) => new Promise((r) => (child.exitCode !== null ? r(null) : child.on('exit', r)))));
+    expect(results.sort()).toEqual(['got', 'held', 'held', 'held']);
+  });
+});
+
 describe('retry delays', () => {
   it('double from the base, stay between half and all of the ceiling, and never exceed the maximum', () => {
     const policy = { baseMs: 1000, maxMs: 60_000 };
