@@ -691,11 +691,9 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Holds every simulcast video this peer receives to one spatial layer (0: the lowest). */
   async setVideoConsumersSpatialLayer(spatialLayer: number): Promise<void> {
     const layer = requireInteger(spatialLayer, 'spatialLayer', 0, 15);
-    for (const { consumer } of this.#consumers.values()) {
+    for (const { consumer } of [...this.#consumers.values()]) {
       if (consumer.closed || consumer.kind !== 'video' || (consumer.type !== 'simulcast' && consumer.type !== 'svc')) continue;
-      await consumer.setPreferredLayers({ spatialLayer: layer }).catch((error: unknown) => {
-        throw fromMediasoup(error, 'spatialLayer', 'setting the preferred layers');
-      });
+      await this.setConsumerPreferredLayers(consumer.id, { spatialLayer: layer });
     }
   }
 

@@ -99,7 +99,6 @@ interface WorkerLoad {
   readonly routers: Set<Router>;
   /** Consumers alive on each router: the streams it forwards, what the worker's CPU follows. */
   readonly streamsByRouter: Map<Router, number>;
-  streams: number;
   /** Routers being created right now: counted so that concurrent requests spread out. */
   pending: number;
 }
@@ -174,7 +173,9 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
 
   /** Consumers alive on a worker's routers (0 for a worker not in the pool). */
   streamCount(worker: Worker): number {
-    return this.#loads.get(worker)?.streams ?? 0;
+    let total = 0;
+    for (const streams of this.#loads.get(worker)?.streamsByRouter.values() ?? []) total += streams;
+    return total;
   }
 
   /** The worker that created a router of this pool (undefined for a router from elsewhere). */
@@ -246,11 +247,11 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     router.observer.once('close', () => load.streamsByRouter.delete(router));
     router.observer.on('newtransport', (transport) => {
       transport.observer.on('newconsumer', (consumer: Consumer) => {
-        load.streams += 1;
         load.streamsByRouter.set(router, (load.streamsByRouter.get(router) ?? 0) + 1);
         consumer.observer.once('close', () => {
-          load.streams -= 1;
-          if (load.streamsByRouter.has(router)) load.streamsByRouter.set(router, load.streamsByRouter.get(router)! - 1);
+          const streams = load.streamsByRouter.get(router);
+          // Gone with its router: nothing left to count down.
+          if (streams !== undefined) load.streamsByRouter.set(router, streams - 1);
         });
       });
     });
@@ -268,7 +269,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   }
 
   #adopt(worker: Worker): void {
-    this.#loads.set(worker, { routers: new Set(), streamsByRouter: new Map(), streams: 0, pending: 0 });
+    this.#loads.set(worker, { routers: new Set(), streamsByRouter: new Map(), pending: 0 });
     // Fires on close() and also just before 'died'.
     worker.observer.once('close', () => this.#loads.delete(worker));
     worker.on('died', (error: Error) => {

@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { Outbox } from './outbox.js';
 import { ProgressBar, formatBytes, formatDuration } from './progress.js';
-import { DEFAULT_BACKOFF, Sender } from './sender.js';
+import { DEFAULT_BACKOFF, Sender, sleep } from './sender.js';
 import { LoginRefused, Session } from './session.js';
 import { FolderScanner, examFiles, queueFile } from './watch.js';
 
@@ -190,19 +190,6 @@ async function status(config: Config, json: boolean): Promise<number> {
   say(`refusés : ${rejected.length}`);
   for (const r of rejected) say(`  ${r.id}  ${r.label}  ${r.message.split('\n')[0]}  (voir rejected/${r.id}.txt)`);
   return 0;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {

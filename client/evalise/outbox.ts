@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 
 export type ExamState = 'pending' | 'sent' | 'rejected';
 
@@ -270,7 +270,6 @@ export class Outbox {
   }
 
   async markRejected(exam: PendingExam, status: number, outcome: unknown, message: string): Promise<void> {
-    const { gunzipSync } = await import('node:zlib');
     const original = gunzipSync(await this.payload(exam.id)).toString('utf8');
     await writeDurably(this.dirs.tmp, path.join(this.dirs.rejected, `${exam.id}.json`), JSON.stringify(JSON.parse(original), null, 2));
     await writeDurably(this.dirs.tmp, path.join(this.dirs.rejected, `${exam.id}.outcome.json`), JSON.stringify(outcome ?? null, null, 2));

@@ -6,7 +6,7 @@
  * module, which this machine (and CI) does not have, so the link is emulated in user
  * space: the uploader talks to this proxy, the proxy talks to the hub on 127.0.0.1 and
  * adds latency, a bandwidth limit and faults (resets, stalls, lost responses) on the way.
- * It depends on nothing but node:net, so a test, a benchmark or a script can use it:
+ * It needs nothing but node:net (and the project's seeded generator), so a test, a benchmark or a script can use it:
  *
  *   const link = await LinkEmulator.start({
  *     targetHost: '127.0.0.1', targetPort: hubPort,
@@ -33,6 +33,8 @@
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+// The same seeded generator as the synthetic exams (mulberry32), so a seed means the same everywhere.
+import { seededRandom } from '../../fhir/evalise/synthetic.js';
 
 export interface LinkProfile {
   /** Added one-way delay per direction in ms (RTT adds 2x). Default 0. */
@@ -129,17 +131,6 @@ function resolveProfile(profile: LinkProfile): ResolvedProfile {
     throw new RangeError(`LinkProfile.seed must be an integer, got ${resolved.seed}`);
   }
   return resolved;
-}
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 /**
@@ -511,7 +502,7 @@ export class LinkEmulator {
     profile: LinkProfile,
   ) {
     this.profile = resolveProfile(profile);
-    this.random = mulberry32(this.profile.seed ?? Math.floor(Math.random() * 2 ** 32));
+    this.random = seededRandom(this.profile.seed ?? Math.floor(Math.random() * 2 ** 32));
     this.uplink = new OneWayLink(this.profile.latencyMs, this.profile.bandwidthBitsPerSecond);
     this.downlink = new OneWayLink(this.profile.latencyMs, this.profile.bandwidthBitsPerSecond);
     server.on('connection', (socket) => this.accept(socket));
@@ -545,7 +536,7 @@ export class LinkEmulator {
   /** Faults apply to connections accepted from now on; latency and bandwidth to open ones too. A new seed restarts the PRNG. */
   setProfile(profile: LinkProfile): void {
     const next = resolveProfile(profile);
-    if (next.seed !== undefined && next.seed !== this.profile.seed) this.random = mulberry32(next.seed);
+    if (next.seed !== undefined && next.seed !== this.profile.seed) this.random = seededRandom(next.seed);
     this.profile = next;
     for (const link of [this.uplink, this.downlink]) {
       link.latencyMs = next.latencyMs;
