@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { FhirError } from '../fhir/errors.js';
 import type { FhirRepository } from '../fhir/repository.js';
 import { accessOf } from './auth/middleware.js';
-import { ApiError } from './errors.js';
+import { ApiError, invalidBody } from './errors.js';
 
 const MAX_MINUTES = 12 * 60;
 
@@ -12,13 +12,6 @@ const request = z.object({
   reason: z.string().trim().min(10, 'state why emergency access is needed (at least 10 characters)').max(500),
   minutes: z.number().int().min(5).max(MAX_MINUTES).default(240),
 });
-
-/** The first problem of a zod error, naming the field. */
-export function invalidBody(error: z.ZodError): ApiError {
-  const issue = error.issues[0]!;
-  const field = issue.path.join('.') || undefined;
-  return new ApiError(400, 'invalid-request', field ? `${field}: ${issue.message}` : issue.message, field);
-}
 
 /**
  * POST /api/emergency-access — a regulator's "break-the-glass" access to one patient's record,

@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import type { z } from 'zod';
 
 /**
  * The one error type of the hub's JSON APIs (/api): an HTTP status, a stable code a client can
@@ -49,4 +50,11 @@ export function apiErrors(onUnexpected: (err: unknown) => void) {
     onUnexpected(err);
     sendApiError(res, new ApiError(500, 'internal-error', 'the hub could not complete the request'));
   };
+}
+
+/** The first problem of a zod error, naming the field. */
+export function invalidBody(error: z.ZodError): ApiError {
+  const issue = error.issues[0]!;
+  const field = issue.path.join('.') || undefined;
+  return new ApiError(400, 'invalid-request', field ? `${field}: ${issue.message}` : issue.message, field);
 }

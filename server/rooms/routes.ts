@@ -11,8 +11,7 @@ import { ACT_SYSTEM } from '../../fhir/consent.js';
 import { FhirError } from '../../fhir/errors.js';
 import type { FhirStore } from '../../fhir/store.js';
 import { accessOf, principalOf } from '../auth/middleware.js';
-import { invalidBody } from '../emergency.js';
-import { ApiError } from '../errors.js';
+import { ApiError, invalidBody } from '../errors.js';
 import type { RoomTickets } from './tickets.js';
 
 const ID = /^[A-Za-z0-9\-.]{1,64}$/;
